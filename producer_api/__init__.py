@@ -1,0 +1,30 @@
+"""Kafka Producer API: HTTP endpoints that write JSON messages to Apache Kafka."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+__version__ = "1.0.0"
+
+
+def create_app(settings=None, producer=None) -> Flask:
+    """Build the Flask app; without a producer it uses the gunicorn worker's producer opened in post_fork."""
+    from producer_api import docs, kafka_producer, produce, root
+    from producer_api.config import Settings
+    from producer_api.errors import register_error_handlers
+    from producer_api.openapi import build_spec
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.from_mapping(
+        PRODUCER_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    register_error_handlers(app)
+    kafka_producer.init_app(app, producer)
+    for blueprint in (root.bp, produce.bp, docs.bp):
+        app.register_blueprint(blueprint)
+    app.extensions["openapi"] = build_spec(app, __version__)
+    return app

@@ -1,0 +1,78 @@
+"""Reading request bodies: JSON whatever the Content-Type says, validated by a marshmallow schema."""
+
+from __future__ import annotations
+
+import json
+
+from flask import request
+from marshmallow import Schema, ValidationError
+
+from producer_api.errors import InvalidJSON, InvalidRequest, PayloadTooLarge
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json():
+    """Parse the request body as JSON; the seed's curl examples send no Content-Type, so none is required."""
+    data = request.get_data(cache=False)  # werkzeug answers 413 here when the body is over the limit
+    if not data.strip():
+        raise InvalidJSON("Request body is empty: send a JSON document")
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise InvalidJSON("Invalid JSON body: it is not valid UTF-8") from None
+    except RecursionError:
+        raise InvalidJSON("Invalid JSON body: nested too deeply") from None
+    except ValueError as error:
+        raise InvalidJSON(f"Invalid JSON body: {error}") from None
+
+
+def _describe(errors: dict) -> str:
+    parts = []
+    for field, messages in errors.items():
+        if isinstance(messages, dict):
+            parts.append(f"{field}: {_describe(messages)}")
+        else:
+            parts.append(f"{field}: {' '.join(str(message) for message in messages)}")
+    return "; ".join(parts)
+
+
+def load_one(schema: Schema) -> dict:
+    """Read and validate a body holding one object."""
+    document = read_json()
+    try:
+        return schema.load(document)
+    except ValidationError as error:
+        raise InvalidRequest(
+            f"Failed to produce message: Invalid message format: {_describe(error.normalized_messages())}",
+            {"errors": error.normalized_messages()},
+        ) from None
+
+
+def load_many(schema: Schema, max_items: int) -> list[dict]:
+    """Read and validate a body holding a non-empty list of objects; errors name the index of each bad item."""
+    document = read_json()
+    if not isinstance(document, list):
+        raise InvalidRequest("Failed to produce batch: the body must be a JSON array of messages")
+    if not document:
+        raise InvalidRequest("Failed to produce batch: the batch is empty")
+    if len(document) > max_items:
+        raise PayloadTooLarge(
+            f"Failed to produce batch: {len(document)} messages is more than the limit of {max_items} "
+            "(PRODUCER_MAX_BATCH_MESSAGES)"
+        )
+    loaded, errors = [], {}
+    for index, item in enumerate(document):
+        try:
+            loaded.append(schema.load(item))
+        except ValidationError as error:
+            errors[str(index)] = error.normalized_messages()
+    if errors:
+        first = next(iter(errors))
+        raise InvalidRequest(
+            f"Failed to produce batch: Invalid message format at index {first}: {_describe(errors[first])}",
+            {"errors": errors},
+        )
+    return loaded

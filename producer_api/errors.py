@@ -1,0 +1,123 @@
+"""The service's errors and the one place that turns any exception into a JSON `{"detail": ...}` response."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    """An error with an HTTP status and a detail a client can act on."""
+
+    status = 500
+    retry_after: int | None = None
+
+    def __init__(self, detail: str, extra: dict | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra or {}
+
+
+class InvalidJSON(APIError):
+    """The body is not well-formed JSON."""
+
+    status = 400
+
+
+class InvalidRequest(APIError):
+    """The body is JSON but breaks the schema; `extra["errors"]` holds the field messages."""
+
+    status = 422
+
+
+class PayloadTooLarge(APIError):
+    """The body or one message is larger than the service or Kafka accepts."""
+
+    status = 413
+
+
+class TopicNotFound(APIError):
+    """The topic does not exist and the cluster does not create topics on demand."""
+
+    status = 404
+
+
+class UnknownPartition(APIError):
+    """The request names a partition the topic does not have."""
+
+    status = 422
+
+
+class TopicNotAuthorized(APIError):
+    """The cluster refuses this service write access to the topic."""
+
+    status = 403
+
+
+class KafkaUnavailable(APIError):
+    """Kafka cannot take the message now (no broker answers, too few in-sync replicas, ...); retry later."""
+
+    status = 503
+    retry_after = 5
+
+
+class DeliveryTimeout(APIError):
+    """Kafka did not acknowledge in time; the message may or may not have been written."""
+
+    status = 504
+
+
+class KafkaRejected(APIError):
+    """The broker refused the message for a reason that retrying will not fix."""
+
+    status = 502
+
+
+class ProducerNotInitialized(KafkaUnavailable):
+    """This worker has no Kafka producer (it is starting or shutting down)."""
+
+    def __init__(self):
+        super().__init__("Producer not initialized")
+
+
+def error_response(status: int, detail, extra: dict | None = None, headers: dict | None = None):
+    """Build the JSON error response every error path uses."""
+    response = jsonify({"detail": detail, **(extra or {})})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _handle_api_error(error: APIError):
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    if error.status >= 500:
+        log.warning("answered %d: %s", error.status, error.detail)
+    return error_response(error.status, error.detail, error.extra, headers)
+
+
+def _handle_http_exception(error: HTTPException):
+    detail = error.description or error.name
+    if error.code == 413:
+        detail = f"Request body too large: the limit is {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+    response = error_response(error.code or 500, detail)
+    if error.code == 405 and error.valid_methods:
+        response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    return response
+
+
+def _handle_unexpected(error: Exception):
+    # The traceback goes to the log for operators; the client gets no internals.
+    log.exception("unhandled error")
+    return error_response(500, "Internal server error")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error, expected or not, as JSON with a `detail`."""
+    app.register_error_handler(APIError, _handle_api_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)

@@ -1,0 +1,118 @@
+"""Marshmallow schemas: they validate request bodies and, through apispec, generate the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+# Kafka's own rule for topic names (kafka.common.internals.Topic).
+TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+def _validate_topic(name: str) -> None:
+    if name in (".", ".."):
+        raise ValidationError("Topic name cannot be '.' or '..'.")
+    if not TOPIC_NAME.match(name):
+        raise ValidationError("Topic name must be 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' or '-'.")
+
+
+class StrictInteger(fields.Integer):
+    """An integer that refuses booleans and numbers with a fraction, which JSON clients send by mistake."""
+
+    def _validated(self, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class ProduceRequestSchema(Schema):
+    """One message to write: where it goes and what it says."""
+
+    class Meta:
+        unknown = RAISE
+
+    topic = fields.String(
+        required=True,
+        validate=_validate_topic,
+        metadata={"description": "Kafka topic to write to.", "example": "test-topic"},
+    )
+    key = fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "Message key, sent as UTF-8 bytes; messages with the same key go to the same partition.",
+            "example": "message-1",
+        },
+    )
+    message = fields.Dict(
+        keys=fields.String(),
+        required=True,
+        metadata={
+            "description": "The message, a JSON object; timestamp, source and server_time are added unless present.",
+            "example": {"user_id": 123, "action": "login", "data": "Hello from API!"},
+        },
+    )
+    partition = StrictInteger(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0),
+        metadata={"description": "Partition to write to; omit it to partition by key.", "example": 0},
+    )
+
+
+class ProduceResponseSchema(Schema):
+    """Where Kafka stored the message, after the broker acknowledged it (acks=all)."""
+
+    success = fields.Boolean(required=True, metadata={"example": True})
+    message = fields.String(required=True, metadata={"example": "Message sent successfully"})
+    topic = fields.String(required=True, metadata={"example": "test-topic"})
+    partition = fields.Integer(required=True, metadata={"example": 0})
+    offset = fields.Integer(required=True, metadata={"example": 0})
+    timestamp = fields.String(
+        required=True,
+        metadata={"description": "When the service accepted the message (ISO 8601, UTC); also the record's timestamp.",
+                  "example": "2024-01-15T10:30:00.123456+00:00"},
+    )
+
+
+class BatchResultSchema(Schema):
+    """The outcome of one message of a batch."""
+
+    success = fields.Boolean(required=True)
+    topic = fields.String(required=True)
+    message = fields.String(required=True, metadata={"example": "Message sent successfully"})
+    partition = fields.Integer(metadata={"description": "Present when the message was written."})
+    offset = fields.Integer(metadata={"description": "Present when the message was written."})
+    error = fields.String(metadata={"description": "Present when the message was not written: why."})
+
+
+class BatchResponseSchema(Schema):
+    """Per-message results of a batch, in request order."""
+
+    success = fields.Boolean(required=True, metadata={"description": "True when every message was written."})
+    messages_sent = fields.Integer(required=True, metadata={"description": "How many messages Kafka acknowledged."})
+    results = fields.List(fields.Nested(BatchResultSchema), required=True)
+
+
+class RootSchema(Schema):
+    """What this service is and where its endpoints are."""
+
+    message = fields.String(required=True, metadata={"example": "Kafka Producer API Server"})
+    version = fields.String(required=True, metadata={"example": "1.0.0"})
+    endpoints = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+
+
+class HealthSchema(Schema):
+    """Whether the service can reach Kafka right now."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["healthy", "unhealthy"]))
+    timestamp = fields.String(required=True, metadata={"example": "2024-01-15T10:30:00.123456+00:00"})
+    kafka_connected = fields.Boolean(required=True)
+
+
+class ErrorSchema(Schema):
+    """Every error: `detail` says what went wrong; validation errors add the field messages."""
+
+    detail = fields.Raw(required=True, metadata={"example": "Failed to produce message: Connection timeout"})
+    errors = fields.Dict(metadata={"description": "Field messages (validation errors only), keyed by field or index."})
