@@ -330,10 +330,12 @@ class Cluster:
             f"-Dlog4j2.configurationFile={LOG4J2_FILE}", "-cp", f"{LIBS_DIR}/*",
             "kafka.Kafka", str(node.config_file),
         ]
-        with open(node.log_dir / "stdout.log", "ab") as console:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=console,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        node.pid_file.write_text(str(process.pid))
+        # Launched through a shell that exits at once, so the broker is nobody's child: it outlives the
+        # command that started it, and stopping it never depends on who started it.
+        launcher = 'setsid "$@" >>"$0" 2>&1 </dev/null & echo $!'
+        result = subprocess.run(["sh", "-c", launcher, str(node.log_dir / "stdout.log"), *command],
+                                capture_output=True, text=True, check=True)
+        node.pid_file.write_text(result.stdout.strip())
         return True
 
     def start(self, timeout: float = 120.0) -> list[int]:
@@ -386,12 +388,6 @@ class Cluster:
     def _wait_gone(self, node: Node, pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                # Reap it if it is our child; otherwise just probe whether it still exists.
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    break
-            except ChildProcessError:
-                pass
             if node.pid() is None:
                 break
             time.sleep(0.1)

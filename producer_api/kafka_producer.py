@@ -91,15 +91,17 @@ class MessageProducer:
     def __init__(self, settings: Settings):
         self._settings = settings
         self._producer = KafkaProducer(**_producer_config(settings))
+        self._replace_lock = threading.Lock()
 
     def send_all(self, messages: list[OutgoingMessage]) -> list[Delivery]:
         """Send messages and wait until Kafka acknowledged or refused each; nothing is sent if any is invalid."""
         self._check_destinations(messages)
         deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000 + 1.0
+        producer = self._producer
         pending = []
         for message in messages:
             try:
-                future = self._producer.send(
+                future = producer.send(
                     message.topic, value=message.value, key=message.key,
                     partition=message.partition, timestamp_ms=message.timestamp_ms,
                 )
@@ -107,7 +109,25 @@ class MessageProducer:
                 pending.append((message, None, error))
             else:
                 pending.append((message, future, None))
-        return [self._await(message, future, error, deadline) for message, future, error in pending]
+        deliveries = [self._await(message, future, error, deadline) for message, future, error in pending]
+        if any(isinstance(delivery.error, DeliveryTimeout) for delivery in deliveries):
+            self._replace(producer)
+        return deliveries
+
+    def _replace(self, stuck: KafkaProducer) -> None:
+        """Swap in a fresh KafkaProducer after a delivery timed out.
+
+        kafka-python 3.0.12 resets the idempotent producer id when a batch it had sent expires, and then never
+        obtains a new one: every later send hangs until it expires, even once the broker is back (seen against
+        a broker paused with SIGSTOP). A new producer gets a new id. The old one's queued messages have timed out
+        or will, and their requests already answer 504, so closing it loses nothing that was acknowledged.
+        """
+        with self._replace_lock:
+            if self._producer is not stuck:
+                return  # another request already replaced it
+            self._producer = KafkaProducer(**_producer_config(self._settings))
+        log.warning("replaced the Kafka producer after a delivery timeout")
+        threading.Thread(target=_close_quietly, args=(stuck, 0.0), daemon=True).start()
 
     def _await(self, message, future, error, deadline) -> Delivery:
         if future is not None:
@@ -173,7 +193,16 @@ class MessageProducer:
 
     def close(self, timeout: float) -> None:
         """Flush what is queued and close, waiting at most timeout seconds."""
-        self._producer.close(timeout=timeout)
+        _close_quietly(self._producer, timeout)
+
+
+def _close_quietly(producer: KafkaProducer, timeout: float) -> None:
+    """Close a producer within the timeout; if its queue cannot be flushed in time, stop its I/O thread anyway."""
+    try:
+        producer.close(timeout=timeout)
+    except kafka_errors.KafkaError as error:
+        log.warning("Kafka producer could not flush within %.1f s (%s); closing it anyway", timeout, error)
+        producer._sender.force_close()  # kafka-python's close() gives up before stopping its thread when flush fails
 
 
 # The producer of this gunicorn worker: created after fork (a producer's threads do not survive fork).

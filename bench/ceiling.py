@@ -1,0 +1,74 @@
+"""Ceiling A: kafka-python alone, one process per service worker, sending the service's records flat out."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import threading
+import time
+
+from kafka import KafkaProducer
+
+from bench.payload import USER_IDS, produce_request
+from producer_api.config import Settings
+# The service's own producer settings (acks=all, idempotence, linger, batch size), so the ceiling is the
+# client limit of exactly the producer the service runs.
+from producer_api.kafka_producer import _producer_config
+from producer_api.messages import to_outgoing
+
+MAX_MESSAGES_PER_PROCESS = 5_000_000
+
+
+def _produce(settings: Settings, topic: str, duration_s: float, start, results) -> None:
+    """Send records without waiting for each (send() only), flush at the end, and report the counts."""
+    try:
+        producer = KafkaProducer(**_producer_config(settings))
+        records = [to_outgoing(produce_request(topic, user), settings.client_id) for user in USER_IDS]
+        producer.send(topic, key=records[0].key, value=records[0].value).get(timeout=30)  # metadata, connection
+        start.wait(timeout=60)
+        began = time.monotonic()
+        deadline = began + duration_s
+        sent = 0
+        while sent < MAX_MESSAGES_PER_PROCESS and time.monotonic() < deadline:
+            for record in records:
+                producer.send(topic, key=record.key, value=record.value)
+            sent += len(records)
+        producer.flush(timeout=60)
+        elapsed = time.monotonic() - began
+        producer.close(timeout=10)
+        results.put({"messages": sent, "written": sent + 1, "seconds": elapsed,
+                     "value_bytes": len(records[0].value)})
+    except Exception as error:  # noqa: BLE001 - reported to the parent, which fails the run
+        start.abort()  # release the parent and the other producers at once
+        results.put({"error": f"{type(error).__name__}: {error}"})
+
+
+def run_ceiling(settings: Settings, topic: str, processes: int, duration_s: float) -> dict:
+    """Run the producers side by side for about duration_s and return messages/s over all of them."""
+    context = multiprocessing.get_context("spawn")  # a producer's I/O thread must not cross a fork
+    start = context.Barrier(processes + 1)
+    results = context.Queue()
+    workers = [context.Process(target=_produce, args=(settings, topic, duration_s, start, results), daemon=True)
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    try:
+        start.wait(timeout=90)
+        reports = [results.get(timeout=duration_s + 120) for _ in workers]
+    except (queue.Empty, threading.BrokenBarrierError):
+        reports = [results.get(timeout=5) for _ in workers if not results.empty()]
+        raise RuntimeError(f"ceiling A producers did not start or report in time: {reports}") from None
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join(timeout=10)
+    failures = [report["error"] for report in reports if "error" in report]
+    if failures:
+        raise RuntimeError(f"ceiling A producer failed: {failures[0]}")
+    messages = sum(report["messages"] for report in reports)
+    seconds = max(report["seconds"] for report in reports)
+    return {"processes": processes, "messages": messages, "duration_s": seconds, "rate": messages / seconds,
+            "written_expected": sum(report["written"] for report in reports),
+            "value_bytes": reports[0]["value_bytes"]}

@@ -1,0 +1,156 @@
+"""Medians over repetitions, paired ratios, the checks, and the table printed at the end."""
+
+from __future__ import annotations
+
+from statistics import median
+
+from bench.suite import BASELINE, CEILING_A, CEILING_B, CEILING_B_LOAD, LOADS, SERVICE
+
+WRK_CPU_LIMIT_PCT = 80.0  # one wrk thread can use at most 100% of a core
+CEILING_B_MARGIN = 1.5    # ceiling B, driven by the same wrk, must be well above the service
+
+
+def _find(records: list[dict], repetition: int, config: str, load: str | None = None) -> dict | None:
+    return next((record for record in records if record["repetition"] == repetition and record["config"] == config
+                 and (load is None or record["load"] == load)), None)
+
+
+def _rows(records: list[dict]) -> list[tuple[str, str]]:
+    """(config, load) of every row of the table, in the order printed."""
+    rows = [(CEILING_A, record["load"]) for record in records if record["config"] == CEILING_A][:1]
+    rows.append((CEILING_B, CEILING_B_LOAD.name))
+    rows += [(config, load.name) for config in (SERVICE, BASELINE) for load in LOADS]
+    return rows
+
+
+def medians(records: list[dict]) -> list[dict]:
+    """Per configuration and load: median rate and latencies over repetitions, errors summed."""
+    summary = []
+    for config, load in _rows(records):
+        runs = [record for record in records if record["config"] == config and record["load"] == load]
+        if not runs:
+            continue
+        row = {"config": config, "load": load, "unit": runs[0]["unit"], "repetitions": len(runs),
+               "rate": median(run["rate"] for run in runs), "rates": [run["rate"] for run in runs],
+               "errors": sum(run["errors"] for run in runs)}
+        if "p50_ms" in runs[0]:
+            row["p50_ms"] = median(run["p50_ms"] for run in runs)
+            row["p99_ms"] = median(run["p99_ms"] for run in runs)
+        summary.append(row)
+    return summary
+
+
+def paired_ratios(records: list[dict]) -> list[dict]:
+    """Ratios taken within each repetition (service over a ceiling or the baseline), then their median."""
+    pairs = [(f"service {load.name} / ceiling A", (SERVICE, load.name), (CEILING_A, None))
+             for load in LOADS if load.batch > 1]
+    pairs.append((f"service {CEILING_B_LOAD.name} / ceiling B", (SERVICE, CEILING_B_LOAD.name),
+                  (CEILING_B, CEILING_B_LOAD.name)))
+    pairs += [(f"service / baseline C, {load.name}", (SERVICE, load.name), (BASELINE, load.name)) for load in LOADS]
+    repetitions = sorted({record["repetition"] for record in records})
+    ratios = []
+    for name, (top_config, top_load), (bottom_config, bottom_load) in pairs:
+        values = []
+        for repetition in repetitions:
+            top = _find(records, repetition, top_config, top_load)
+            bottom = _find(records, repetition, bottom_config, bottom_load)
+            if top and bottom and bottom["rate"] > 0:
+                values.append(top["rate"] / bottom["rate"])
+        if values:
+            ratios.append({"name": name, "median": median(values), "values": values})
+    return ratios
+
+
+def wrk_check(records: list[dict]) -> dict:
+    """Evidence that wrk did not limit the results: its own CPU use, and how far ceiling B is above the service."""
+    http = [record for record in records if "wrk" in record]
+    busiest = max(http, key=lambda record: record["cpu_pct_of_one_core"]["wrk"])
+    ceiling_b = median(record["rate"] for record in http if record["config"] == CEILING_B)
+    service_best = max(median(record["rate"] for record in http
+                              if record["config"] == SERVICE and record["load"] == load.name)
+                       for load in LOADS if load.batch == 1)
+    wrk_max = busiest["cpu_pct_of_one_core"]["wrk"]
+    passed = wrk_max < WRK_CPU_LIMIT_PCT and ceiling_b >= CEILING_B_MARGIN * service_best
+    return {
+        "wrk_cpu_pct_max": wrk_max, "wrk_cpu_pct_max_run": f"{busiest['config']} {busiest['load']}",
+        "wrk_cpu_pct_median": median(record["cpu_pct_of_one_core"]["wrk"] for record in http),
+        "server_cpu_pct_median": median(record["cpu_pct_of_one_core"]["server"] for record in http),
+        "broker_cpu_pct_median": median(record["cpu_pct_of_one_core"]["broker"] for record in http),
+        "ceiling_b_req_per_s": ceiling_b, "service_best_single_req_per_s": service_best,
+        "ceiling_b_over_service_best": ceiling_b / service_best if service_best else None,
+        "wrk_not_the_bottleneck": passed,
+    }
+
+
+def kafka_totals(records: list[dict]) -> list[dict]:
+    """Per writing configuration: messages acknowledged to the client, messages Kafka holds, failed checks."""
+    totals = []
+    for config in (CEILING_A, SERVICE, BASELINE):
+        checks = [record["kafka"] for record in records if record["config"] == config and "kafka" in record]
+        if checks:
+            totals.append({
+                "config": config, "runs": len(checks),
+                "acknowledged": sum(check["acknowledged"] for check in checks),
+                "written": sum(check["written"] for check in checks),
+                "extra_unanswered": sum(check["extra"] for check in checks),
+                "failed_runs": [check for check in checks if check["verdict"] != "ok"],
+            })
+    return totals
+
+
+def summarize(records: list[dict]) -> dict:
+    """Everything the table shows, as JSON-ready values."""
+    return {"medians": medians(records), "paired_ratios": paired_ratios(records), "wrk_check": wrk_check(records),
+            "kafka_check": kafka_totals(records)}
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+def render(records: list[dict], summary: dict, meta: dict) -> str:
+    """The human-readable report: results table, ratios, memory, the wrk and Kafka checks."""
+    lines = [f"Benchmark: {meta['repetitions']} repetition(s), {meta['settings']['workers']} workers x "
+             f"{meta['settings']['threads']} threads, linger {meta['settings']['linger_ms']} ms, "
+             f"request body {meta['request_bytes']} B, record value {meta['record_value_bytes']} B, "
+             f"{meta['cpus']} CPUs", ""]
+    lines.append(f"{'configuration':<12} {'load':<26} {'rate (median)':>20} {'p50 ms':>8} {'p99 ms':>8} "
+                 f"{'errors':>7}  per repetition")
+    for row in summary["medians"]:
+        latency = (f"{row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}" if "p50_ms" in row else f"{'-':>8} {'-':>8}")
+        per_rep = ", ".join(f"{rate:,.0f}" for rate in row["rates"])
+        lines.append(f"{row['config']:<12} {row['load']:<26} {row['rate']:>14,.0f} {row['unit']} {latency} "
+                     f"{row['errors']:>7}  [{per_rep}]")
+    lines += ["", "Paired ratios (median over repetitions of the ratio within each repetition):"]
+    for ratio in summary["paired_ratios"]:
+        values = ", ".join(f"{value:.2f}" for value in ratio["values"])
+        lines.append(f"  {ratio['name']:<44} {ratio['median']:>6.2f}  [{values}]")
+    lines += ["", "Worker RSS (MiB, VmRSS) at the end of each run, last repetition:"]
+    last = max(record["repetition"] for record in records)
+    for config in (SERVICE, BASELINE):
+        for load in LOADS:
+            record = _find(records, last, config, load.name)
+            if record:
+                sizes = " / ".join(_mib(size) for size in record["worker_rss_kib"].values())
+                lines.append(f"  {config:<12} {load.name:<16} {sizes}")
+    check = summary["wrk_check"]
+    lines += [
+        "", "Is wrk the bottleneck? (1 wrk thread; CPU time of wrk from rusage, of gunicorn and the broker from /proc)",
+        f"  wrk CPU: max {check['wrk_cpu_pct_max']:.0f}% of one core ({check['wrk_cpu_pct_max_run']}), median "
+        f"{check['wrk_cpu_pct_median']:.0f}%; gunicorn median {check['server_cpu_pct_median']:.0f}%, broker median "
+        f"{check['broker_cpu_pct_median']:.0f}%",
+        f"  ceiling B {check['ceiling_b_req_per_s']:,.0f} req/s = {check['ceiling_b_over_service_best']:.1f}x the "
+        f"service's best single-message rate ({check['service_best_single_req_per_s']:,.0f} req/s)",
+        "  verdict: " + ("wrk is not the bottleneck" if check["wrk_not_the_bottleneck"] else
+                         f"wrk MAY limit the results (wants wrk < {WRK_CPU_LIMIT_PCT:.0f}% and ceiling B >= "
+                         f"{CEILING_B_MARGIN}x the service)"),
+        "", "Kafka check (end offsets before and after each run vs 2xx responses x messages per request):",
+    ]
+    for total in summary["kafka_check"]:
+        failed = total["failed_runs"]
+        lines.append(
+            f"  {total['config']:<12} {total['runs']} runs: {total['acknowledged']:,} acknowledged, "
+            f"{total['written']:,} in Kafka, {total['extra_unanswered']:,} written for requests wrk cut off "
+            f"unanswered -> {'ok' if not failed else f'{len(failed)} run(s) FAILED: {failed}'}")
+    lines += ["", f"took {meta['elapsed_s']:.0f} s; results in {meta['output']}"]
+    return "\n".join(lines)

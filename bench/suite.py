@@ -1,0 +1,201 @@
+"""The measurements: each configuration in each repetition, interleaved, with progress on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import payload
+from bench.broker import OffsetCounter, broker_cpu_seconds
+from bench.ceiling import run_ceiling
+from bench.loadgen import run_wrk
+from bench.servers import Server
+from local_kafka.cluster import Cluster
+from producer_api.config import Settings
+
+SERVICE, BASELINE, CEILING_A, CEILING_B = "service", "baseline C", "ceiling A", "ceiling B"
+TOPICS = {SERVICE: "bench-service", BASELINE: "bench-baseline", CEILING_A: "bench-ceiling", CEILING_B: "bench-echo"}
+WRITING_CONFIGS = (SERVICE, BASELINE, CEILING_A)
+PORTS = {SERVICE: 18001, BASELINE: 18002, CEILING_B: 18003}
+SERVER_SPECS = {  # gunicorn config file and app, relative to the repository
+    SERVICE: ("gunicorn.conf.py", "wsgi:app"),
+    BASELINE: ("bench/apps/naive_conf.py", "bench.apps.naive_app:app"),
+    CEILING_B: ("gunicorn.conf.py", "bench.apps.echo_app:app"),
+}
+WARMUP_CONNECTIONS = 8
+
+
+@dataclass(frozen=True)
+class Load:
+    """One load shape: messages per request and concurrent connections."""
+
+    batch: int
+    connections: int
+
+    @property
+    def name(self) -> str:
+        """A short label such as 'single @32' or 'batch 100 @8'."""
+        kind = "single" if self.batch == 1 else f"batch {self.batch}"
+        return f"{kind} @{self.connections}"
+
+    @property
+    def unit(self) -> str:
+        """What the rate of this load counts."""
+        return "req/s" if self.batch == 1 else "msg/s"
+
+
+BATCH_CONNECTIONS = 8
+LOADS = [Load(1, connections) for connections in (1, 8, 32, 128)] + [
+    Load(batch, BATCH_CONNECTIONS) for batch in (100, 1000)
+]
+CEILING_B_LOAD = Load(1, 32)
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Seconds of each kind of run."""
+
+    single_s: float
+    batch_s: float
+    ceiling_s: float
+    warmup_s: float
+
+
+def progress(message: str) -> None:
+    """Print one progress line to stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Suite:
+    """Runs every configuration once per repetition against the benchmark's own broker."""
+
+    def __init__(self, wrk: str, cluster: Cluster, env: dict[str, str], durations: Durations, work_dir: Path,
+                 log_dir: Path):
+        self.wrk = wrk
+        self.cluster = cluster
+        self.env = env
+        self.settings = Settings.from_env(env)
+        self.durations = durations
+        self.log_dir = log_dir
+        self.counter = OffsetCounter()
+        shapes = [(SERVICE, load.batch) for load in LOADS] + [(BASELINE, load.batch) for load in LOADS]
+        self.bodies = {
+            (config, batch): payload.write_lines(work_dir / f"{TOPICS[config]}-{batch}.txt",
+                                                 payload.request_lines(TOPICS[config], batch))
+            for config, batch in [*shapes, (CEILING_B, 1)]
+        }
+
+    def close(self) -> None:
+        """Release the offset counter's connections."""
+        self.counter.close()
+
+    def run(self, repetitions: int) -> list[dict]:
+        """Measure everything `repetitions` times and return one record per measurement."""
+        records = []
+        for repetition in range(repetitions):
+            servers = {name: Server(name, config, app, PORTS[name], self.env, self.log_dir / f"{PORTS[name]}.log")
+                       for name, (config, app) in SERVER_SPECS.items()}
+            try:
+                for server in servers.values():
+                    server.start()
+                for server in servers.values():
+                    server.wait_ready(self.settings.workers)
+                    progress(f"rep {repetition + 1}/{repetitions}: {server.name} ready at {server.url}, warming up")
+                    run_wrk(self.wrk, f"{server.url}/produce", self.bodies[(server.name, 1)],
+                            WARMUP_CONNECTIONS, self.durations.warmup_s)
+                for step in self._schedule(repetition, servers):
+                    record = {"repetition": repetition, **step()}
+                    progress(f"rep {repetition + 1}/{repetitions}: {describe(record)}")
+                    records.append(record)
+            finally:
+                for server in servers.values():
+                    server.stop()
+        return records
+
+    def _schedule(self, repetition: int, servers: dict[str, Server]) -> list[Callable[[], dict]]:
+        """This repetition's steps: each ceiling next to the service run it is compared with, service and
+        baseline alternating per load; odd repetitions run the whole list backwards to even out drift."""
+        steps = []
+        for index, load in enumerate(LOADS):
+            if load == CEILING_B_LOAD:
+                steps.append(lambda load=load: self._http(servers[CEILING_B], load))
+            if load.batch > 1 and LOADS[index - 1].batch == 1:
+                steps.append(self._ceiling_a)
+            pair = [servers[SERVICE], servers[BASELINE]]
+            for server in (pair if repetition % 2 == 0 else reversed(pair)):
+                steps.append(lambda server=server, load=load: self._http(server, load))
+        return steps if repetition % 2 == 0 else steps[::-1]
+
+    def _http(self, server: Server, load: Load) -> dict:
+        """One wrk run against one server, with CPU use, worker memory and the Kafka count around it."""
+        topic = TOPICS[server.name]
+        writes = server.name in WRITING_CONFIGS
+        before = self.counter.settled_total(topic) if writes else 0
+        server_cpu, broker_cpu = server.cpu_seconds(), broker_cpu_seconds(self.cluster)
+        duration = self.durations.single_s if load.batch == 1 else self.durations.batch_s
+        result = run_wrk(self.wrk, f"{server.url}{'/produce' if load.batch == 1 else '/produce/batch'}",
+                         self.bodies[(server.name, load.batch)], load.connections, duration)
+        server_cpu = server.cpu_seconds() - server_cpu
+        broker_cpu = broker_cpu_seconds(self.cluster) - broker_cpu
+        rate = result.ok * load.batch / result.duration_s
+        record = {
+            "config": server.name, "load": load.name, "batch": load.batch, "connections": load.connections,
+            "unit": load.unit, "rate": rate, "requests_per_s": result.ok / result.duration_s,
+            "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "errors": result.error_count,
+            "wrk": result.as_dict(),
+            "cpu_pct_of_one_core": {
+                "wrk": 100 * result.cpu_s / result.duration_s,
+                "server": 100 * server_cpu / result.duration_s,
+                "broker": 100 * broker_cpu / result.duration_s,
+            },
+            "worker_rss_kib": server.rss_kib(),
+        }
+        if writes:
+            written = self.counter.settled_total(topic) - before
+            # Requests still in flight when wrk stopped (or timed out) may be written without a counted answer.
+            unanswered_bound = (load.connections + result.error_count) * load.batch
+            record["kafka"] = kafka_check(result.ok * load.batch, written, unanswered_bound)
+        return record
+
+    def _ceiling_a(self) -> dict:
+        """kafka-python alone in as many processes as the service has workers."""
+        topic = TOPICS[CEILING_A]
+        before = self.counter.settled_total(topic)
+        broker_cpu = broker_cpu_seconds(self.cluster)
+        result = run_ceiling(self.settings, topic, self.settings.workers, self.durations.ceiling_s)
+        broker_cpu = broker_cpu_seconds(self.cluster) - broker_cpu
+        written = self.counter.settled_total(topic) - before
+        return {
+            "config": CEILING_A, "load": f"send() x {result['processes']} processes", "unit": "msg/s",
+            "rate": result["rate"], "messages": result["messages"], "duration_s": result["duration_s"],
+            "value_bytes": result["value_bytes"], "errors": 0,
+            "cpu_pct_of_one_core": {"broker": 100 * broker_cpu / result["duration_s"]},
+            "kafka": kafka_check(result["written_expected"], written, 0),
+        }
+
+
+def kafka_check(expected: int, written: int, unanswered_bound: int) -> dict:
+    """Compare the messages Kafka holds with those acknowledged to the client."""
+    extra = written - expected
+    if extra < 0:
+        verdict = "MISSING"
+    elif extra > unanswered_bound:
+        verdict = "TOO MANY"
+    else:
+        verdict = "ok"
+    return {"acknowledged": expected, "written": written, "extra": extra,
+            "unanswered_bound": unanswered_bound, "verdict": verdict}
+
+
+def describe(record: dict) -> str:
+    """One progress line for a measurement."""
+    text = f"{record['config']:<10} {record['load']:<26} {record['rate']:>10,.0f} {record['unit']}"
+    if "p50_ms" in record:
+        text += f"  p50 {record['p50_ms']:.1f} ms  p99 {record['p99_ms']:.1f} ms  errors {record['errors']}"
+    if "kafka" in record:
+        check = record["kafka"]
+        text += f"  kafka {check['written']:,}/{check['acknowledged']:,} {check['verdict']}"
+    return text

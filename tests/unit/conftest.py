@@ -1,0 +1,50 @@
+"""Unit-test fixtures: the app with a fake producer, so no broker is needed."""
+
+import pytest
+
+from producer_api import create_app
+from producer_api.errors import APIError
+from producer_api.kafka_producer import Delivery
+
+
+class FakeProducer:
+    """Stands in for MessageProducer: records what it was asked to send and answers as told."""
+
+    def __init__(self):
+        self.sent = []
+        self.connected = True
+        self.fail_with: dict[int, APIError] = {}
+        self.raise_before_send: APIError | None = None
+
+    def send_all(self, messages):
+        if self.raise_before_send is not None:
+            raise self.raise_before_send
+        deliveries = []
+        for index, message in enumerate(messages):
+            if index in self.fail_with:
+                deliveries.append(Delivery(message, error=self.fail_with[index]))
+            else:
+                self.sent.append(message)
+                deliveries.append(Delivery(message, partition=0, offset=len(self.sent) - 1))
+        return deliveries
+
+    def is_connected(self, timeout):
+        return self.connected
+
+
+@pytest.fixture
+def producer():
+    """A fake producer that records sent messages."""
+    return FakeProducer()
+
+
+@pytest.fixture
+def app(make_settings, producer):
+    """The app wired to the fake producer, with small limits so limit tests stay small."""
+    return create_app(make_settings(max_body_bytes=64 * 1024, max_batch_messages=10), producer=producer)
+
+
+@pytest.fixture
+def client(app):
+    """A Flask test client for the app."""
+    return app.test_client()

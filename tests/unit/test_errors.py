@@ -1,0 +1,41 @@
+"""Every exception becomes JSON with a detail; Kafka errors map to the documented statuses."""
+
+import kafka.errors as kafka_errors
+import pytest
+
+from producer_api.kafka_producer import _as_api_error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (kafka_errors.MessageSizeTooLargeError("too big"), 413),
+        (kafka_errors.UnknownTopicOrPartitionError("gone"), 404),
+        (kafka_errors.TopicAuthorizationFailedError("no"), 403),
+        (kafka_errors.KafkaTimeoutError("slow"), 504),
+        (kafka_errors.NotEnoughReplicasError("isr"), 503),
+        (kafka_errors.NotEnoughReplicasAfterAppendError("isr"), 503),
+        (kafka_errors.KafkaConnectionError("down"), 503),
+        (kafka_errors.NotLeaderForPartitionError("moved"), 503),
+        (kafka_errors.InvalidRecordError("bad"), 502),
+    ],
+)
+def test_kafka_errors_map_to_statuses(error, status):
+    api_error = _as_api_error(error, "orders")
+    assert api_error.status == status
+    assert api_error.detail.startswith("Failed to produce message: ")
+
+
+def test_unavailable_errors_carry_retry_after():
+    assert _as_api_error(kafka_errors.KafkaConnectionError("down"), "t").retry_after
+
+
+def test_unexpected_exceptions_are_json_500_without_internals(app):
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert response.get_json() == {"detail": "Internal server error"}
+    assert b"secret" not in response.data and b"Traceback" not in response.data
