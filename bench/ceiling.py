@@ -11,8 +11,6 @@ from kafka import KafkaProducer
 
 from bench.payload import USER_IDS, produce_request
 from producer_api.config import Settings
-# The service's own producer settings (acks=all, idempotence, linger, batch size), so the ceiling is the
-# client limit of exactly the producer the service runs.
 from producer_api.kafka_producer import _producer_config
 from producer_api.messages import to_outgoing
 
@@ -22,6 +20,8 @@ MAX_MESSAGES_PER_PROCESS = 5_000_000
 def _produce(settings: Settings, topic: str, duration_s: float, start, results) -> None:
     """Send records without waiting for each (send() only), flush at the end, and report the counts."""
     try:
+        # The service's own producer settings (acks=all, idempotence, linger, batch size): the ceiling is the
+        # client limit of exactly the producer the service runs.
         producer = KafkaProducer(**_producer_config(settings))
         records = [to_outgoing(produce_request(topic, user), settings.client_id) for user in USER_IDS]
         producer.send(topic, key=records[0].key, value=records[0].value).get(timeout=30)  # metadata, connection
@@ -43,6 +43,13 @@ def _produce(settings: Settings, topic: str, duration_s: float, start, results) 
         results.put({"error": f"{type(error).__name__}: {error}"})
 
 
+def _first_report(results) -> object:
+    try:
+        return results.get(timeout=5)
+    except queue.Empty:
+        return "no report"
+
+
 def run_ceiling(settings: Settings, topic: str, processes: int, duration_s: float) -> dict:
     """Run the producers side by side for about duration_s and return messages/s over all of them."""
     context = multiprocessing.get_context("spawn")  # a producer's I/O thread must not cross a fork
@@ -55,9 +62,10 @@ def run_ceiling(settings: Settings, topic: str, processes: int, duration_s: floa
     try:
         start.wait(timeout=90)
         reports = [results.get(timeout=duration_s + 120) for _ in workers]
-    except (queue.Empty, threading.BrokenBarrierError):
-        reports = [results.get(timeout=5) for _ in workers if not results.empty()]
-        raise RuntimeError(f"ceiling A producers did not start or report in time: {reports}") from None
+    except threading.BrokenBarrierError:
+        raise RuntimeError(f"a ceiling A producer failed before the start: {_first_report(results)}") from None
+    except queue.Empty:
+        raise RuntimeError("ceiling A producers did not report in time") from None
     finally:
         for worker in workers:
             worker.join(timeout=30)

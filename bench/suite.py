@@ -96,7 +96,7 @@ class Suite:
         """Measure everything `repetitions` times and return one record per measurement."""
         records = []
         for repetition in range(repetitions):
-            servers = {name: Server(name, config, app, PORTS[name], self.env, self.log_dir / f"{PORTS[name]}.log")
+            servers = {name: Server(name, config, app, PORTS[name], self.env, self._log(name))
                        for name, (config, app) in SERVER_SPECS.items()}
             try:
                 for server in servers.values():
@@ -115,9 +115,12 @@ class Suite:
                     server.stop()
         return records
 
+    def _log(self, name: str) -> Path:
+        return self.log_dir / f"gunicorn-{TOPICS[name].removeprefix('bench-')}.log"
+
     def _schedule(self, repetition: int, servers: dict[str, Server]) -> list[Callable[[], dict]]:
-        """This repetition's steps: each ceiling next to the service run it is compared with, service and
-        baseline alternating per load; odd repetitions run the whole list backwards to even out drift."""
+        """This repetition's steps, each ceiling next to the service run it is compared with."""
+        # Service and baseline alternate per load; odd repetitions run the whole list backwards to even out drift.
         steps = []
         for index, load in enumerate(LOADS):
             if load == CEILING_B_LOAD:

@@ -133,7 +133,6 @@ def fetch_metadata(host: str, port: int, topics: list[str] | None = (), timeout:
         index, leader = reader.take(">i"), reader.take(">i")
         replicas = tuple(reader.array(lambda: reader.take(">i")))
         isr = tuple(reader.array(lambda: reader.take(">i")))
-        reader.array(lambda: reader.take(">i"))  # offline replicas
         return index, PartitionState(leader, replicas, isr)
 
     def read_topic():

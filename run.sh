@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# ./run.sh         Serve the Producer API on :8001 in the foreground; without KAFKA_BOOTSTRAP_SERVERS it first
+#                  fetches and starts a local Kafka broker on localhost:9092. Ctrl-C stops what it started.
+# ./run.sh test    Run the test suite (unit tests, then integration tests against a real broker).
+# Both create .venv and install the pinned requirements on first use.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+ensure_venv() {  # $1: requirements file to install
+    local python=${PYTHON:-python3}
+    if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "run.sh: Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)" >&2
+        exit 1
+    fi
+    [ -x .venv/bin/python ] || "$python" -m venv .venv
+    local stamp=".venv/.installed-$1" wanted
+    wanted=$(cat requirements*.txt | sha256sum)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+        echo "run.sh: installing $1 into .venv ..." >&2
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$1"
+        echo "$wanted" > "$stamp"
+    fi
+}
+
+serve() {
+    ensure_venv requirements.txt
+    local kafka_port=${LOCAL_KAFKA_PORT:-9092} started_kafka=0
+    if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+        .venv/bin/python -m local_kafka status --port "$kafka_port" >/dev/null || started_kafka=1
+        .venv/bin/python -m local_kafka start --port "$kafka_port"
+        export KAFKA_BOOTSTRAP_SERVERS="localhost:$kafka_port"
+        if [ "$started_kafka" = 1 ]; then
+            trap '.venv/bin/python -m local_kafka stop --port "$kafka_port"' EXIT
+        fi
+    fi
+    # Not exec: the EXIT trap must run after gunicorn stops, to stop the broker this script started.
+    local status=0
+    .venv/bin/gunicorn -c gunicorn.conf.py wsgi:app || status=$?
+    return "$status"
+}
+
+run_tests() {
+    ensure_venv requirements-dev.txt
+    if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+        .venv/bin/python -m local_kafka fetch >/dev/null  # the integration tests start their own broker
+    fi
+    exec .venv/bin/python -m pytest "$@"
+}
+
+case "${1:-serve}" in
+    serve) serve ;;
+    test) shift; run_tests "$@" ;;
+    *) echo "usage: ./run.sh [serve | test [pytest arguments]]" >&2; exit 2 ;;
+esac

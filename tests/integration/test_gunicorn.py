@@ -1,0 +1,133 @@
+"""The service as deployed: gunicorn with gunicorn.conf.py, a producer per worker from post_fork, the seed's curls."""
+
+import json
+import signal
+import time
+
+import pytest
+
+from tests.integration.conftest import http
+
+SEED_SINGLE = """{
+    "topic": "%s",
+    "key": "message-1",
+    "message": {
+      "user_id": 123,
+      "action": "login",
+      "data": "Hello from API!"
+    },
+    "partition": 0
+  }"""
+
+
+@pytest.fixture
+def service(broker, start_gunicorn):
+    """The service under gunicorn, writing to the test broker."""
+    return start_gunicorn(broker.bootstrap_servers)
+
+
+def test_seed_root_and_health(service):
+    status, _, body = http("GET", service.url + "/")
+    assert status == 200
+    assert body == {"message": "Kafka Producer API Server", "version": "1.0.0",
+                    "endpoints": {"health": "/health", "produce": "/produce", "docs": "/docs"}}
+    status, _, body = http("GET", service.url + "/health")
+    assert status == 200
+    assert body["status"] == "healthy" and body["kafka_connected"] is True
+
+
+def test_seed_single_message_is_read_back(service, new_topic, read_topic):
+    topic = new_topic()
+    status, _, body = http("POST", service.url + "/produce", SEED_SINGLE % topic,
+                           {"Content-Type": "application/json"})
+    assert status == 200, body
+    assert body["success"] is True and body["partition"] == 0 and body["message"] == "Message sent successfully"
+    [record] = read_topic(topic, 1)
+    assert (record.partition, record.offset, record.key) == (0, body["offset"], b"message-1")
+    assert json.loads(record.value)["data"] == "Hello from API!"
+
+
+def test_seed_batch_without_content_type_is_read_back(service, new_topic, read_topic):
+    topic = new_topic()
+    batch = json.dumps([{"topic": topic, "message": {"id": 1}}, {"topic": topic, "message": {"id": 2}}])
+    status, _, body = http("POST", service.url + "/produce/batch", batch)
+    assert status == 200, body
+    assert body["messages_sent"] == 2
+    records = read_topic(topic, 2)
+    assert sorted(json.loads(record.value)["id"] for record in records) == [1, 2]
+    assert {(r["partition"], r["offset"]) for r in body["results"]} == {(r.partition, r.offset) for r in records}
+
+
+def test_concurrent_requests_on_both_workers_are_all_in_kafka(service, new_topic, read_topic):
+    from concurrent.futures import ThreadPoolExecutor
+
+    topic = new_topic()
+
+    def send(n):
+        return http("POST", service.url + "/produce", json.dumps({"topic": topic, "message": {"n": n}}))
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(send, range(200)))
+    assert all(status == 200 for status, _, _ in results)
+    acknowledged = {(body["partition"], body["offset"]) for _, _, body in results}
+    records = read_topic(topic, 200)
+    assert len(records) == 200
+    assert {(record.partition, record.offset) for record in records} == acknowledged
+    assert sorted(json.loads(record.value)["n"] for record in records) == list(range(200))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/produce", '{"invalid": "json"', 400),
+        ("POST", "/produce", '{"topic": "test-topic"}', 422),
+        ("GET", "/nowhere", None, 404),
+        ("DELETE", "/produce", None, 405),
+        ("POST", "/produce", '{"topic": "t", "message": {"x": "' + "y" * 6000 + '"}}', 413),
+    ],
+)
+def test_errors_are_json_with_detail(broker, start_gunicorn, method, path, body, status):
+    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_MAX_BODY_BYTES="4096")
+    got, headers, payload = http(method, service.url + path, body)
+    assert got == status
+    assert headers["Content-Type"] == "application/json"
+    assert isinstance(payload, dict) and payload["detail"]
+
+
+def test_docs_and_openapi(service):
+    status, headers, page = http("GET", service.url + "/docs")
+    assert status == 200 and "swagger-ui-bundle.js" in page
+    status, _, spec = http("GET", service.url + "/openapi.json")
+    assert status == 200 and "/produce/batch" in spec["paths"]
+
+
+def test_broker_down_at_start_workers_still_boot_and_answer_503(start_gunicorn):
+    service = start_gunicorn("127.0.0.1:1", KAFKA_MAX_BLOCK_MS="1000")
+    started = time.monotonic()
+    status, _, body = http("GET", service.url + "/health")
+    assert status == 503 and body["kafka_connected"] is False
+    assert time.monotonic() - started < 3.0
+    status, headers, body = http("POST", service.url + "/produce", '{"topic": "t", "message": {}}')
+    assert status == 503 and headers["Retry-After"] and body["detail"]
+
+
+def test_sigterm_flushes_and_exits_within_the_graceful_timeout(service):
+    http("GET", service.url + "/health")
+    service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(timeout=35) == 0, service.log()
+    assert service.log().count("Kafka producer flushed and closed") == 2, service.log()
+
+
+def test_bad_configuration_stops_start_up_with_the_variable_named(broker, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import REPO_DIR
+
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                            cwd=REPO_DIR, env={**os.environ, "PRODUCER_WORKERS": "many"},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "PRODUCER_WORKERS must be a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
