@@ -30,7 +30,8 @@ serve() {
         .venv/bin/python -m local_kafka start --port "$kafka_port"
         export KAFKA_BOOTSTRAP_SERVERS="localhost:$kafka_port"
         if [ "$started_kafka" = 1 ]; then
-            trap '.venv/bin/python -m local_kafka stop --port "$kafka_port"' EXIT
+            # Expanded now: the function's locals are gone when the EXIT trap runs.
+            trap ".venv/bin/python -m local_kafka stop --port $kafka_port" EXIT
         fi
     fi
     # Not exec: the EXIT trap must run after gunicorn stops, to stop the broker this script started.
