@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 import kafka.errors as kafka_errors
-from kafka import KafkaProducer
 from flask import current_app
+from kafka import KafkaProducer
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from producer_api.config import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from producer_api.errors import InvalidRequest
 
@@ -33,7 +33,7 @@ def enrich(message: dict, source: str, now: float) -> dict:
 
 def iso_utc(epoch_seconds: float) -> str:
     """Format epoch seconds as ISO 8601 in UTC with microseconds."""
-    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).isoformat(timespec="microseconds")
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).isoformat(timespec="microseconds")
 
 
 def encode_json(document) -> bytes:

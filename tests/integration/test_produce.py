@@ -154,7 +154,7 @@ def test_missing_topic_in_a_batch_writes_nothing(live_client, new_topic, broker_
 
 def test_malformed_json_and_validation_errors_write_nothing(live_client, new_topic, end_offsets):
     topic = new_topic()
-    assert live_client.post("/produce", data='{"topic": "%s", "message": {' % topic).status_code == 400
+    assert live_client.post("/produce", data='{"topic": "' + topic + '", "message": {').status_code == 400
     assert live_client.post("/produce", json={"topic": topic}).status_code == 422
     assert live_client.post("/produce", json={"topic": topic, "message": {}, "x": 1}).status_code == 422
     assert set(end_offsets(topic).values()) == {0}
