@@ -21,6 +21,9 @@ threads = settings.threads
 timeout = 60
 graceful_timeout = settings.graceful_timeout
 keepalive = 5
+# gunicorn 27's control socket has one default path per user, which two services on one machine would fight
+# over; nothing here uses it.
+control_socket_disable = True
 
 # Logging
 loglevel = settings.log_level

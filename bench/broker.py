@@ -13,6 +13,8 @@ BROKER_PORT = 19192
 BOOTSTRAP = f"127.0.0.1:{BROKER_PORT}"
 PARTITIONS = 3
 TOPIC_EXISTS = 36  # Kafka's TOPIC_ALREADY_EXISTS error code
+# Benchmark messages are worth nothing after the run: an hour's retention keeps the broker's disk use bounded.
+TOPIC_CONFIGS = {"retention.ms": str(3600 * 1000)}
 
 
 class BrokerError(RuntimeError):
@@ -35,7 +37,8 @@ def create_topics(names: list[str]) -> None:
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="bench-admin")
     try:
         response = admin.create_topics(
-            {name: {"num_partitions": PARTITIONS, "replication_factor": 1} for name in names}, raise_errors=False,
+            {name: {"num_partitions": PARTITIONS, "replication_factor": 1, "configs": TOPIC_CONFIGS} for name in names},
+            raise_errors=False,
         )
         for topic in response["topics"]:
             if topic["error_code"] not in (0, TOPIC_EXISTS):

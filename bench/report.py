@@ -150,7 +150,7 @@ def render(records: list[dict], summary: dict, meta: dict) -> str:
         failed = total["failed_runs"]
         lines.append(
             f"  {total['config']:<12} {total['runs']} runs: {total['acknowledged']:,} acknowledged, "
-            f"{total['written']:,} in Kafka, {total['extra_unanswered']:,} written for requests wrk cut off "
-            f"unanswered -> {'ok' if not failed else f'{len(failed)} run(s) FAILED: {failed}'}")
+            f"{total['written']:,} in Kafka ({total['extra_unanswered']:,} more: requests in flight when wrk "
+            f"stopped) -> {'ok' if not failed else f'{len(failed)} run(s) FAILED: {failed}'}")
     lines += ["", f"took {meta['elapsed_s']:.0f} s; results in {meta['output']}"]
     return "\n".join(lines)

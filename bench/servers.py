@@ -33,7 +33,9 @@ class Server:
         self.name = name
         self.port = port
         self.log_file = log_file
-        self.command = [sys.executable, "-m", "gunicorn", "-c", config, app]
+        # --no-control-socket: gunicorn's default control socket path is shared by every gunicorn of this user,
+        # and the benchmark's servers must not take it from a developer's running service.
+        self.command = [sys.executable, "-m", "gunicorn", "-c", config, "--no-control-socket", app]
         self.env = {**env, "PRODUCER_HOST": "127.0.0.1", "PRODUCER_PORT": str(port)}
         self.process: subprocess.Popen | None = None
 

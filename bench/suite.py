@@ -200,5 +200,5 @@ def describe(record: dict) -> str:
         text += f"  p50 {record['p50_ms']:.1f} ms  p99 {record['p99_ms']:.1f} ms  errors {record['errors']}"
     if "kafka" in record:
         check = record["kafka"]
-        text += f"  kafka {check['written']:,}/{check['acknowledged']:,} {check['verdict']}"
+        text += f"  kafka: {check['written']:,} written, {check['acknowledged']:,} acknowledged, {check['verdict']}"
     return text
