@@ -284,7 +284,7 @@ class Cluster:
         return java
 
     def _classpath_command(self, main_class: str, *args: str, heap: str = "256m") -> list[str]:
-        return [self._java(), f"-Xmx{heap}", "-cp", f"{LIBS_DIR}/*",
+        return [self._java(), f"-Xmx{heap}", "-cp", f"{LIBS_DIR}/*", f"-Dkafka.logs.dir={STATE_DIR / 'tool-logs'}",
                 f"-Dlog4j2.configurationFile={LOG4J2_FILE}", main_class, *args]
 
     def _cluster_id(self) -> str:
