@@ -3,7 +3,14 @@
 import argparse
 import sys
 
-from local_kafka.cluster import Cluster, ClusterError, fetch_jars
+from local_kafka.cluster import CLIENT_AUTH_MODES, SECURITY_MODES, Cluster, ClusterError, fetch_jars
+
+
+def _user(raw: str) -> tuple[str, str]:
+    name, colon, password = raw.partition(":")
+    if not (name and colon and password):
+        raise argparse.ArgumentTypeError("expected NAME:PASSWORD")
+    return name, password
 
 
 def main(argv=None) -> int:
@@ -19,8 +26,20 @@ def main(argv=None) -> int:
     parser.add_argument("--topic", help="topic, for leader")
     parser.add_argument("--partition", type=int, default=0, help="partition, for leader")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    parser.add_argument("--security", choices=SECURITY_MODES, default="plaintext",
+                        help="client listener: plaintext, or sasl_ssl (PLAIN and SCRAM users, TLS from a CA made "
+                             "in .kafka/NAME/tls, a PLAINTEXT listener for brokers on port+2N+(i-1)); "
+                             "give it on every start")
+    parser.add_argument("--user", type=_user, action="append", default=[], metavar="NAME:PASSWORD",
+                        help="a SASL user of a sasl_ssl cluster (repeatable); SCRAM users are created at first start")
+    parser.add_argument("--client-auth", choices=CLIENT_AUTH_MODES, default="none",
+                        help="whether a sasl_ssl broker asks clients for a certificate signed by its CA")
     args = parser.parse_args(argv)
-    cluster = Cluster(args.name, args.nodes, args.port, args.heap, not args.no_auto_create)
+    try:
+        cluster = Cluster(args.name, args.nodes, args.port, args.heap, not args.no_auto_create,
+                          security=args.security, users=dict(args.user), client_auth=args.client_auth)
+    except ValueError as error:
+        parser.error(str(error))
     try:
         if args.command == "fetch":
             print(fetch_jars())
@@ -28,6 +47,9 @@ def main(argv=None) -> int:
             started = cluster.start(args.timeout)
             state = f"started node(s) {started}" if started else "already running"
             print(f"local Kafka '{cluster.name}' ready at {cluster.bootstrap_servers} ({state})")
+            if cluster.security == "sasl_ssl":
+                print(f"SASL_SSL with users {sorted(cluster.users)}; CA certificate {cluster.ca_file}; client "
+                      f"certificate {cluster.client_cert_file} and key {cluster.client_key_file}")
         elif args.command == "stop":
             cluster.stop()
             print(f"local Kafka '{cluster.name}' stopped")

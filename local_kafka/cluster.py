@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,13 @@ LIBS_DIR = STATE_DIR / "libs"
 POM_FILE = PACKAGE_DIR / "pom.xml"
 LOG4J2_FILE = PACKAGE_DIR / "log4j2.properties"
 HOST = "127.0.0.1"
+SECURITY_MODES = ("plaintext", "sasl_ssl")
+CLIENT_AUTH_MODES = ("none", "requested", "required")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Names and passwords go unquoted into StorageTool's --add-scram and quoted into a JAAS line: keep them simple.
+_CREDENTIAL = re.compile(r"[A-Za-z0-9._-]+")
+# The broker's PKCS12 keystore sits beside its unencrypted PEM key under .kafka/<name>/tls: nothing to protect.
+KEYSTORE_PASSWORD = "local-kafka"
 
 
 class ClusterError(RuntimeError):
@@ -174,6 +183,7 @@ class Node:
     broker_port: int
     controller_port: int
     directory: Path
+    internal_port: int | None = None  # a secured cluster's PLAINTEXT listener for brokers and readiness checks
 
     @property
     def config_file(self) -> Path:
@@ -194,6 +204,16 @@ class Node:
     @property
     def bootstrap(self) -> str:
         return f"localhost:{self.broker_port}"
+
+    @property
+    def plaintext_port(self) -> int:
+        """The port that answers PLAINTEXT requests: the client port, or a secured cluster's internal one."""
+        return self.internal_port if self.internal_port is not None else self.broker_port
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """Every port this node listens on."""
+        return tuple(port for port in (self.broker_port, self.controller_port, self.internal_port) if port)
 
     def pid(self) -> int | None:
         """The pid of this node's running process, or None (a stale pid file is ignored)."""
@@ -218,22 +238,67 @@ class Node:
 
 
 class Cluster:
-    """A local KRaft cluster of N combined nodes with static controller voters, kept under .kafka/<name>."""
+    """A local KRaft cluster of N combined nodes with static controller voters, kept under .kafka/<name>.
+
+    With security="sasl_ssl" the client port is a SASL_SSL listener (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
+    for `users`, a name -> password mapping; TLS from a CA made at set-up time, see `ca_file`), and
+    `client_auth` sets whether the broker asks for client certificates ("none", "requested", "required").
+    Controller and inter-broker traffic stay PLAINTEXT on 127.0.0.1.
+    """
 
     def __init__(self, name: str = "dev", nodes: int = 1, base_port: int = 9092,
-                 heap: str = "512m", auto_create_topics: bool = True, partitions: int = 3):
+                 heap: str = "512m", auto_create_topics: bool = True, partitions: int = 3, *,
+                 security: str = "plaintext", users: Mapping[str, str] | None = None, client_auth: str = "none"):
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
+        if security not in SECURITY_MODES:
+            raise ValueError(f"security must be one of {', '.join(SECURITY_MODES)}, got {security!r}")
+        if client_auth not in CLIENT_AUTH_MODES:
+            raise ValueError(f"client_auth must be one of {', '.join(CLIENT_AUTH_MODES)}, got {client_auth!r}")
+        users = dict(users or {})
+        if security == "sasl_ssl" and not users:
+            raise ValueError("a sasl_ssl cluster needs at least one user (name -> password)")
+        if security == "plaintext" and (users or client_auth != "none"):
+            raise ValueError("users and client_auth need security='sasl_ssl'")
+        for credential in (*users, *users.values()):
+            if not _CREDENTIAL.fullmatch(credential):
+                raise ValueError("user names and passwords may hold only letters, digits, '.', '_' and '-'")
         self.name = name
         self.directory = STATE_DIR / name
         self.heap = heap
         self.auto_create_topics = auto_create_topics
         self.partitions = partitions
-        # Node i listens on base+2i (clients) and base+2i+1 (controller quorum).
+        self.security = security
+        self.users = users
+        self.client_auth = client_auth
+        # Node i listens on base+2i (clients) and base+2i+1 (controller quorum); in a secured cluster also on
+        # base+2N+i (PLAINTEXT, for inter-broker traffic and the readiness check), after every node's pair.
+        secured = security != "plaintext"
         self.nodes = [
-            Node(i + 1, base_port + 2 * i, base_port + 2 * i + 1, self.directory / f"node-{i + 1}")
+            Node(i + 1, base_port + 2 * i, base_port + 2 * i + 1, self.directory / f"node-{i + 1}",
+                 base_port + 2 * nodes + i if secured else None)
             for i in range(nodes)
         ]
+
+    @property
+    def tls_dir(self) -> Path:
+        """Where a secured cluster's CA, broker and client certificates are made (git-ignored)."""
+        return self.directory / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate (PEM) a client trusts to reach a secured cluster."""
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def client_cert_file(self) -> Path:
+        """A client certificate (PEM) the CA signed, for client_auth="requested" or "required"."""
+        return self.tls_dir / "client.pem"
+
+    @property
+    def client_key_file(self) -> Path:
+        """The unencrypted private key (PEM) of client_cert_file."""
+        return self.tls_dir / "client.key"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -274,7 +339,72 @@ class Cluster:
             "log.retention.hours": 24,
             "log.segment.bytes": 64 * 1024 * 1024,
         }
+        if self.security == "sasl_ssl":
+            settings.update(self._sasl_ssl_properties(node))
         return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+    def _sasl_ssl_properties(self, node: Node) -> dict:
+        plain_users = " ".join(f'user_{name}="{password}"' for name, password in self.users.items())
+        scram_module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return {
+            "listeners": f"SASL_SSL://{HOST}:{node.broker_port},CONTROLLER://{HOST}:{node.controller_port},"
+                         f"INTERNAL://{HOST}:{node.internal_port}",
+            "advertised.listeners": f"SASL_SSL://{HOST}:{node.broker_port},INTERNAL://{HOST}:{node.internal_port}",
+            "inter.broker.listener.name": "INTERNAL",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+            # PLAIN checks the passwords listed here; SCRAM checks the credentials written at format time.
+            "listener.name.sasl_ssl.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram_module,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram_module,
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": self.tls_dir / "broker.p12",
+            "ssl.keystore.password": KEYSTORE_PASSWORD,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": self.ca_file,
+            # Kafka ignores a plain ssl.client.auth on SASL listeners (KIP-684): only the listener's own counts.
+            "listener.name.sasl_ssl.ssl.client.auth": self.client_auth,
+        }
+
+    def _make_tls(self) -> None:
+        """Make the CA, the broker's keystore and a client certificate under tls/, once per cluster."""
+        if (self.tls_dir / "broker.p12").is_file():
+            return
+        if shutil.which("openssl") is None:
+            raise ClusterError("openssl is not on PATH: it makes the certificates of a sasl_ssl cluster")
+        staging = self.directory / "tls.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True, mode=0o700)
+
+        def openssl(*args: str) -> None:
+            result = subprocess.run(["openssl", *args], cwd=staging, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise ClusterError(f"openssl {args[0]} failed:\n{result.stdout}{result.stderr}")
+
+        def signed(name: str, subject: str, extensions: str) -> None:
+            (staging / f"{name}.ext").write_text(
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                f"subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n{extensions}\n"
+            )
+            openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+                    "-out", f"{name}.csr", "-subj", subject)
+            openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                    "-days", "3650", "-sha256", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
+            for leftover in (f"{name}.csr", f"{name}.ext"):
+                (staging / leftover).unlink()
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+                "-days", "3650", "-sha256", "-subj", f"/CN=local_kafka CA {self.name}",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        # Clients reach a node as localhost (bootstrap) and as 127.0.0.1 (advertised): both are in the name list,
+        # so hostname verification stays on.
+        signed("broker", "/CN=localhost", "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1")
+        signed("client", "/CN=local-kafka-client", "extendedKeyUsage=clientAuth")
+        openssl("pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key", "-certfile", "ca.pem",
+                "-name", "broker", "-out", "broker.p12", "-passout", f"pass:{KEYSTORE_PASSWORD}")
+        shutil.rmtree(self.tls_dir, ignore_errors=True)
+        staging.rename(self.tls_dir)
 
     def _java(self) -> str:
         java_home = os.environ.get("JAVA_HOME")
@@ -300,12 +430,21 @@ class Cluster:
 
     def _format(self, node: Node) -> None:
         node.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.security == "sasl_ssl":
+            self._make_tls()
         node.config_file.write_text(self._properties(node))
         if (node.data_dir / "meta.properties").is_file():
             return
+        # SCRAM credentials live in the cluster metadata: KRaft writes them when the log dir is formatted.
+        scram = [
+            argument
+            for name, password in self.users.items()
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+            for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+        ]
         result = subprocess.run(
             self._classpath_command("kafka.tools.StorageTool", "format", "-t", self._cluster_id(),
-                                    "-c", str(node.config_file), "--ignore-formatted"),
+                                    "-c", str(node.config_file), "--ignore-formatted", *scram),
             capture_output=True, text=True,
         )
         if result.returncode != 0:
@@ -315,7 +454,7 @@ class Cluster:
         """Start one node unless it runs already; refuse if another process holds its ports. True if started."""
         if node.pid() is not None:
             return False
-        for port in (node.broker_port, node.controller_port):
+        for port in node.ports:
             if _port_open(port):
                 raise ClusterError(
                     f"port {port} is already in use by another process; node {node.node_id} of cluster "
@@ -345,7 +484,12 @@ class Cluster:
         return started
 
     def wait_ready(self, timeout: float = 120.0, nodes: list[Node] | None = None) -> None:
-        """Wait until each running node answers a Metadata request listing every running node."""
+        """Wait until each running node answers a Metadata request listing every running node.
+
+        The request goes to each node's PLAINTEXT port: in a secured cluster that is the internal listener, which
+        the broker opens together with its SASL_SSL one (whose port is checked to accept connections too), so the
+        check needs no TLS or SASL of its own.
+        """
         deadline = time.monotonic() + timeout
         expected = nodes or [node for node in self.nodes if node.pid() is not None]
         expected_ids = {node.node_id for node in expected}
@@ -357,10 +501,12 @@ class Cluster:
                     f"Kafka node {dead[0].node_id} exited during start-up:\n{dead[0].log_tail()}"
                 )
             try:
-                seen = [set(fetch_metadata(HOST, node.broker_port).brokers) for node in expected]
-                if all(expected_ids <= brokers for brokers in seen):
+                seen = [set(fetch_metadata(HOST, node.plaintext_port).brokers) for node in expected]
+                closed = [node.broker_port for node in expected
+                          if node.plaintext_port != node.broker_port and not _port_open(node.broker_port)]
+                if all(expected_ids <= brokers for brokers in seen) and not closed:
                     return
-                last_error = f"brokers registered so far: {sorted(set.union(*seen))}"
+                last_error = f"brokers registered so far: {sorted(set.union(*seen))}; client ports closed: {closed}"
             except OSError as error:
                 last_error = str(error)
             time.sleep(0.25)
@@ -413,7 +559,7 @@ class Cluster:
         last_error: Exception | None = None
         for node in self.nodes:
             try:
-                return fetch_metadata(HOST, node.broker_port, topics)
+                return fetch_metadata(HOST, node.plaintext_port, topics)
             except OSError as error:
                 last_error = error
         raise ClusterError(f"no node of cluster '{self.name}' answers: {last_error}")

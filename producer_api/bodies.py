@@ -29,6 +29,17 @@ def read_json():
         raise InvalidJSON(f"Invalid JSON body: {error}") from None
 
 
+def load_query(schema: Schema) -> dict:
+    """Validate the query string (wait, atomic)."""
+    try:
+        return schema.load(request.args)
+    except ValidationError as error:
+        raise InvalidRequest(
+            f"Invalid query parameters: {_describe(error.normalized_messages())}",
+            {"errors": error.normalized_messages()},
+        ) from None
+
+
 def _describe(errors: dict) -> str:
     parts = []
     for field, messages in errors.items():

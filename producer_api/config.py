@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class ConfigError(ValueError):
@@ -25,10 +28,31 @@ def _integer(name: str, raw: str, minimum: int, maximum: int | None = None) -> i
 
 
 def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    """The choice that raw names, ignoring case, spelled as in choices."""
+    for choice in choices:
+        if raw.strip().lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+
+def _boolean(name: str, raw: str) -> bool:
     value = raw.strip().lower()
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return value
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _read_password_file(name: str, path: str) -> str:
+    """The secret held in a file (one trailing newline ignored); the error names the file, never its content."""
+    try:
+        password = Path(path).read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{name}: cannot read {path!r} ({type(error).__name__})") from None
+    if not password:
+        raise ConfigError(f"{name}: {path!r} is empty")
+    return password
 
 
 def _bootstrap_servers(name: str, raw: str) -> str:
@@ -66,9 +90,20 @@ class Settings:
     max_request_size: int = field(default=1048576, metadata={"env": "KAFKA_MAX_REQUEST_SIZE"})
     max_block_ms: int = field(default=5000, metadata={"env": "KAFKA_MAX_BLOCK_MS"})
     request_timeout_ms: int = field(default=5000, metadata={"env": "KAFKA_REQUEST_TIMEOUT_MS"})
-    delivery_timeout_ms: int = field(default=10000, metadata={"env": "KAFKA_DELIVERY_TIMEOUT_MS"})
+    delivery_timeout_ms: int = field(default=9500, metadata={"env": "KAFKA_DELIVERY_TIMEOUT_MS"})
     health_timeout_ms: int = field(default=2000, metadata={"env": "KAFKA_HEALTH_TIMEOUT_MS"})
     close_timeout_ms: int = field(default=10000, metadata={"env": "KAFKA_CLOSE_TIMEOUT_MS"})
+    # Kafka connection security
+    security_protocol: str = field(default="PLAINTEXT", metadata={"env": "KAFKA_SECURITY_PROTOCOL"})
+    sasl_mechanism: str | None = field(default=None, metadata={"env": "KAFKA_SASL_MECHANISM"})
+    sasl_username: str | None = field(default=None, metadata={"env": "KAFKA_SASL_USERNAME"})
+    # Never shown: repr=False keeps it out of repr(settings), and so out of logs and tracebacks.
+    sasl_password: str | None = field(default=None, repr=False, metadata={"env": "KAFKA_SASL_PASSWORD"})
+    sasl_password_file: str | None = field(default=None, metadata={"env": "KAFKA_SASL_PASSWORD_FILE"})
+    ssl_cafile: str | None = field(default=None, metadata={"env": "KAFKA_SSL_CAFILE"})
+    ssl_certfile: str | None = field(default=None, metadata={"env": "KAFKA_SSL_CERTFILE"})
+    ssl_keyfile: str | None = field(default=None, metadata={"env": "KAFKA_SSL_KEYFILE"})
+    ssl_check_hostname: bool = field(default=True, metadata={"env": "KAFKA_SSL_CHECK_HOSTNAME"})
     # HTTP service
     host: str = field(default="0.0.0.0", metadata={"env": "PRODUCER_HOST"})
     port: int = field(default=8001, metadata={"env": "PRODUCER_PORT"})
@@ -77,6 +112,7 @@ class Settings:
     graceful_timeout: int = field(default=30, metadata={"env": "PRODUCER_GRACEFUL_TIMEOUT"})
     max_body_bytes: int = field(default=5 * 1024 * 1024, metadata={"env": "PRODUCER_MAX_BODY_BYTES"})
     max_batch_messages: int = field(default=5000, metadata={"env": "PRODUCER_MAX_BATCH_MESSAGES"})
+    max_pending_messages: int = field(default=20000, metadata={"env": "PRODUCER_MAX_PENDING_MESSAGES"})
     log_level: str = field(default="info", metadata={"env": "LOG_LEVEL"})
 
     @classmethod
@@ -89,6 +125,9 @@ class Settings:
             raw = environ.get(name, "").strip()
             if raw:
                 values[setting.name] = _PARSERS[setting.name](name, raw)
+        if "sasl_password_file" in values:
+            # Read once, here at start-up; the file wins over KAFKA_SASL_PASSWORD.
+            values["sasl_password"] = _read_password_file("KAFKA_SASL_PASSWORD_FILE", values["sasl_password_file"])
         settings = cls(**values)
         settings.check()
         return settings
@@ -105,6 +144,39 @@ class Settings:
                 "KAFKA_CLOSE_TIMEOUT_MS must be below PRODUCER_GRACEFUL_TIMEOUT so the producer is flushed "
                 f"before gunicorn kills the worker (got {self.close_timeout_ms} ms and {self.graceful_timeout} s)"
             )
+        self._check_security()
+
+    def _check_security(self) -> None:
+        protocol = self.security_protocol
+        sasl = {"KAFKA_SASL_MECHANISM": self.sasl_mechanism, "KAFKA_SASL_USERNAME": self.sasl_username,
+                "KAFKA_SASL_PASSWORD": self.sasl_password, "KAFKA_SASL_PASSWORD_FILE": self.sasl_password_file}
+        tls_files = {"KAFKA_SSL_CAFILE": self.ssl_cafile, "KAFKA_SSL_CERTFILE": self.ssl_certfile,
+                     "KAFKA_SSL_KEYFILE": self.ssl_keyfile}
+        if protocol.startswith("SASL_"):
+            if self.sasl_mechanism is None:
+                raise ConfigError(f"KAFKA_SASL_MECHANISM must be set when KAFKA_SECURITY_PROTOCOL is {protocol} "
+                                  f"(one of {', '.join(SASL_MECHANISMS)})")
+            if not self.sasl_username:
+                raise ConfigError(f"KAFKA_SASL_USERNAME must be set when KAFKA_SECURITY_PROTOCOL is {protocol}")
+            if not self.sasl_password:
+                raise ConfigError("KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE must be set when "
+                                  f"KAFKA_SECURITY_PROTOCOL is {protocol}")
+        else:
+            # Credentials given for a protocol that would not use them: most likely the protocol was forgotten.
+            for name, value in sasl.items():
+                if value is not None:
+                    raise ConfigError(f"{name} is set but KAFKA_SECURITY_PROTOCOL is {protocol}, which does not use "
+                                      "SASL; set KAFKA_SECURITY_PROTOCOL to SASL_PLAINTEXT or SASL_SSL")
+        if not protocol.endswith("SSL"):
+            for name, value in tls_files.items():
+                if value is not None:
+                    raise ConfigError(f"{name} is set but KAFKA_SECURITY_PROTOCOL is {protocol}, which does not use "
+                                      "TLS; set KAFKA_SECURITY_PROTOCOL to SSL or SASL_SSL")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ConfigError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE, the certificate it belongs to")
+        for name, path in {**tls_files, "KAFKA_SASL_PASSWORD_FILE": self.sasl_password_file}.items():
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{name} names {path!r}, which is not a file")
 
     @property
     def produce_timeout_s(self) -> float:
@@ -125,6 +197,15 @@ _PARSERS = {
     "delivery_timeout_ms": lambda name, raw: _integer(name, raw, 100, 300000),
     "health_timeout_ms": lambda name, raw: _integer(name, raw, 100, 2900),
     "close_timeout_ms": lambda name, raw: _integer(name, raw, 0, 600000),
+    "security_protocol": lambda name, raw: _choice(name, raw, SECURITY_PROTOCOLS),
+    "sasl_mechanism": lambda name, raw: _choice(name, raw, SASL_MECHANISMS),
+    "sasl_username": lambda name, raw: raw,
+    "sasl_password": lambda name, raw: raw,
+    "sasl_password_file": lambda name, raw: raw,
+    "ssl_cafile": lambda name, raw: raw,
+    "ssl_certfile": lambda name, raw: raw,
+    "ssl_keyfile": lambda name, raw: raw,
+    "ssl_check_hostname": _boolean,
     "host": lambda name, raw: raw,
     "port": lambda name, raw: _integer(name, raw, 1, 65535),
     "workers": lambda name, raw: _integer(name, raw, 1, 64),
@@ -132,5 +213,6 @@ _PARSERS = {
     "graceful_timeout": lambda name, raw: _integer(name, raw, 1, 600),
     "max_body_bytes": lambda name, raw: _integer(name, raw, 1024),
     "max_batch_messages": lambda name, raw: _integer(name, raw, 1),
+    "max_pending_messages": lambda name, raw: _integer(name, raw, 1),
     "log_level": lambda name, raw: _choice(name, raw, ("debug", "info", "warning", "error", "critical")),
 }

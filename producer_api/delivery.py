@@ -4,22 +4,35 @@ from __future__ import annotations
 
 from flask import current_app
 
-from producer_api.errors import APIError
+from producer_api.errors import APIError, InvalidRequest
 from producer_api.kafka_producer import Delivery, current_producer
-from producer_api.messages import to_outgoing
+from producer_api.messages import OutgoingMessage, to_outgoing
 
 SENT = "Message sent successfully"
+QUEUED = "Queued for delivery"
 
 
-def _source() -> str:
-    return current_app.config["PRODUCER_SETTINGS"].client_id
+def _outgoing(requests: list[dict]) -> list[OutgoingMessage]:
+    source = current_app.config["PRODUCER_SETTINGS"].client_id
+    outgoing = []
+    for index, request in enumerate(requests):
+        try:
+            outgoing.append(to_outgoing(request, source))
+        except APIError as error:
+            if len(requests) > 1:
+                error.detail = f"{error.detail} (message at index {index})"
+            raise
+    return outgoing
 
 
-def produce_one(request: dict) -> dict:
-    """Write one message and return where Kafka stored it, or raise the error that kept it out."""
-    delivery = current_producer().send_all([to_outgoing(request, _source())])[0]
+def produce_one(request: dict, wait: bool = True) -> tuple[dict, int]:
+    """Write one message and return where Kafka stored it (or, without wait, that it is queued)."""
+    delivery = current_producer().send_all(_outgoing([request]), wait=wait)[0]
     if delivery.error is not None:
         raise delivery.error
+    if not wait:
+        return {"success": True, "message": QUEUED, "topic": delivery.message.topic,
+                "timestamp": delivery.message.accepted_at}, 202
     return {
         "success": True,
         "message": SENT,
@@ -27,33 +40,31 @@ def produce_one(request: dict) -> dict:
         "partition": delivery.partition,
         "offset": delivery.offset,
         "timestamp": delivery.message.accepted_at,
-    }
+    }, 200
 
 
-def _batch_result(delivery: Delivery) -> dict:
-    if delivery.error is None:
-        return {"success": True, "topic": delivery.message.topic, "message": SENT,
-                "partition": delivery.partition, "offset": delivery.offset}
-    return {"success": False, "topic": delivery.message.topic, "message": "Message not sent",
-            "error": delivery.error.detail}
+def _batch_result(delivery: Delivery, wait: bool) -> dict:
+    if delivery.error is not None:
+        return {"success": False, "topic": delivery.message.topic, "message": "Message not sent",
+                "error": delivery.error.detail}
+    if not wait:
+        return {"success": True, "topic": delivery.message.topic, "message": QUEUED}
+    return {"success": True, "topic": delivery.message.topic, "message": SENT,
+            "partition": delivery.partition, "offset": delivery.offset}
 
 
-def produce_batch(requests: list[dict]) -> tuple[dict, int]:
+def produce_batch(requests: list[dict], wait: bool = True, atomic: bool = False) -> tuple[dict, int]:
     """Write a batch; 200 if all were written, 207 with per-message results if some were, else the error."""
-    source = _source()
-    outgoing = []
-    for index, request in enumerate(requests):
-        try:
-            outgoing.append(to_outgoing(request, source))
-        except APIError as error:
-            error.detail = f"{error.detail} (message at index {index})"
-            raise
-    deliveries = current_producer().send_all(outgoing)
+    if atomic and not wait:
+        raise InvalidRequest("Invalid query parameters: atomic=true needs wait=true (a transaction is all or nothing)")
+    outgoing = _outgoing(requests)
+    producer = current_producer()
+    deliveries = producer.send_atomic(outgoing) if atomic else producer.send_all(outgoing, wait=wait)
     sent = sum(delivery.succeeded for delivery in deliveries)
     body = {"success": sent == len(deliveries), "messages_sent": sent,
-            "results": [_batch_result(delivery) for delivery in deliveries]}
+            "results": [_batch_result(delivery, wait) for delivery in deliveries]}
     if sent == len(deliveries):
-        return body, 200
+        return body, 200 if wait else 202
     if sent:
         return body, 207
     first_error = next(delivery.error for delivery in deliveries)

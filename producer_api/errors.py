@@ -65,6 +65,13 @@ class KafkaUnavailable(APIError):
     retry_after = 5
 
 
+class TooManyPending(APIError):
+    """This worker already waits on Kafka for as many messages as it may hold; retry later."""
+
+    status = 429
+    retry_after = 1
+
+
 class DeliveryTimeout(APIError):
     """Kafka did not acknowledge in time; the message may or may not have been written."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from producer_api.errors import (
     KafkaUnavailable,
     PayloadTooLarge,
     ProducerNotInitialized,
+    TooManyPending,
     TopicNotAuthorized,
     TopicNotFound,
     UnknownPartition,
@@ -45,7 +48,7 @@ class Delivery:
 
 
 def _producer_config(settings: Settings) -> dict:
-    return {
+    config = {
         "bootstrap_servers": settings.bootstrap_servers.split(","),
         "client_id": settings.client_id,
         # An explicit version keeps the constructor from contacting Kafka, so a worker starts even while the
@@ -61,7 +64,19 @@ def _producer_config(settings: Settings) -> dict:
         "request_timeout_ms": settings.request_timeout_ms,
         "delivery_timeout_ms": settings.delivery_timeout_ms,
         "reconnect_backoff_max_ms": 1000,
+        "security_protocol": settings.security_protocol,
     }
+    # Only the options the protocol uses (Settings.check() refuses the others).
+    if settings.security_protocol.startswith("SASL_"):
+        config.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
+                      sasl_plain_password=settings.sasl_password)
+    if settings.security_protocol.endswith("SSL"):
+        config["ssl_check_hostname"] = settings.ssl_check_hostname
+        # Without a CA file kafka-python trusts the system's default CAs.
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(settings, key) is not None:
+                config[key] = getattr(settings, key)
+    return config
 
 
 def _as_api_error(error: Exception, topic: str) -> APIError:
@@ -92,12 +107,30 @@ class MessageProducer:
         self._settings = settings
         self._producer = KafkaProducer(**_producer_config(settings))
         self._replace_lock = threading.Lock()
+        self._transactional: KafkaProducer | None = None
+        self._transaction_lock = threading.Lock()
+        self._pending = 0  # messages handed to Kafka whose outcome is not known yet
+        self._pending_lock = threading.Lock()
+        self._queued_failures = 0  # fire-and-forget messages Kafka did not take
+        self._unreachable = False  # a request just found no broker; the next ones check before queueing
 
-    def send_all(self, messages: list[OutgoingMessage]) -> list[Delivery]:
-        """Send messages and wait until Kafka acknowledged or refused each; nothing is sent if any is invalid."""
+    @property
+    def pending(self) -> int:
+        """How many messages this producer is still waiting on Kafka for."""
+        return self._pending
+
+    @property
+    def queued_failures(self) -> int:
+        """How many fire-and-forget messages Kafka did not take since the worker started."""
+        return self._queued_failures
+
+    def send_all(self, messages: list[OutgoingMessage], wait: bool = True) -> list[Delivery]:
+        """Send messages and, if wait, until Kafka acknowledged or refused each; nothing is sent if any is invalid."""
+        self._refuse_while_unreachable()
         self._check_destinations(messages)
-        deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000 + 1.0
+        self._reserve(len(messages))
         producer = self._producer
+        deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000 + 0.25
         pending = []
         for message in messages:
             try:
@@ -106,28 +139,137 @@ class MessageProducer:
                     partition=message.partition, timestamp_ms=message.timestamp_ms,
                 )
             except Exception as error:  # noqa: BLE001 - each message reports its own failure
+                self._release()
                 pending.append((message, None, error))
-            else:
-                pending.append((message, future, None))
+                continue
+            future.add_both(self._release)
+            if not wait:
+                future.add_errback(self._count_queued_failure, message.topic)
+            pending.append((message, future, None))
+        if not wait:
+            return [Delivery(message) if future else self._failed(message, error) for message, future, error in pending]
         deliveries = [self._await(message, future, error, deadline) for message, future, error in pending]
-        if any(isinstance(delivery.error, DeliveryTimeout) for delivery in deliveries):
-            self._replace(producer)
+        self._note_outcome(producer, deliveries)
         return deliveries
 
-    def _replace(self, stuck: KafkaProducer) -> None:
-        """Swap in a fresh KafkaProducer after a delivery timed out.
+    def send_atomic(self, messages: list[OutgoingMessage]) -> list[Delivery]:
+        """Write all messages in one Kafka transaction: read_committed consumers see all of them or none."""
+        self._refuse_while_unreachable()
+        self._check_destinations(messages)
+        if not self._transaction_lock.acquire(timeout=self._settings.produce_timeout_s):
+            raise KafkaUnavailable("Failed to produce batch: another transaction of this worker is still running")
+        try:
+            return self._run_transaction(messages)
+        finally:
+            self._transaction_lock.release()
 
-        kafka-python 3.0.12 resets the idempotent producer id when a batch it had sent expires, and then never
-        obtains a new one: every later send hangs until it expires, even once the broker is back (seen against
-        a broker paused with SIGSTOP). A new producer gets a new id. The old one's queued messages have timed out
-        or will, and their requests already answer 504, so closing it loses nothing that was acknowledged.
+    def _run_transaction(self, messages: list[OutgoingMessage]) -> list[Delivery]:
+        producer = self._transactional_producer()
+        try:
+            producer.begin_transaction()
+            futures = [
+                producer.send(message.topic, value=message.value, key=message.key,
+                              partition=message.partition, timestamp_ms=message.timestamp_ms)
+                for message in messages
+            ]
+            deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000
+            for index, (message, future) in enumerate(zip(messages, futures, strict=True)):
+                try:
+                    future.get(timeout=max(deadline - time.monotonic(), 0.001))
+                except kafka_errors.KafkaError as failure:
+                    error = _as_api_error(failure, message.topic)
+                    error.detail += f" (message at index {index}); the transaction was aborted, nothing was written"
+                    raise error from None
+            producer.commit_transaction()
+        except (APIError, kafka_errors.KafkaError) as error:
+            self._discard_transactional(producer)
+            if isinstance(error, APIError):
+                raise
+            api_error = _as_api_error(error, messages[0].topic)
+            api_error.detail += "; the transaction was not committed, nothing was written"
+            raise api_error from None
+        return [Delivery(message, future.value.partition, future.value.offset)
+                for message, future in zip(messages, futures, strict=True)]
+
+    def _discard_transactional(self, producer: KafkaProducer) -> None:
+        """Abort the open transaction and start the next one from a fresh producer.
+
+        kafka-python 3.0.12 can leave a transactional producer in a state it cannot leave after an abort (seen:
+        "Invalid transition from BUMPING_PRODUCER_EPOCH to ABORTING_TRANSACTION"). A fresh producer with the same
+        transactional id fences the old one, and the broker aborts whatever the old one left open.
+        """
+        self._transactional = None
+        try:
+            producer.abort_transaction()
+        except kafka_errors.KafkaError as error:
+            log.warning("could not abort the transaction (%s); the next producer's fencing aborts it", error)
+        threading.Thread(target=_close_quietly, args=(producer, 0.0), daemon=True).start()
+
+    def _transactional_producer(self) -> KafkaProducer:
+        if self._transactional is None:
+            # One transactional id per worker process: transactions of one worker never fence another's.
+            transactional_id = f"{self._settings.client_id}-{socket.gethostname()}-{os.getpid()}"
+            producer = KafkaProducer(**_producer_config(self._settings), transactional_id=transactional_id)
+            try:
+                producer.init_transactions()
+            except kafka_errors.KafkaError as error:
+                _close_quietly(producer, 0.0)
+                raise _as_api_error(error, "transactions") from None
+            self._transactional = producer
+        return self._transactional
+
+    def _reserve(self, count: int) -> None:
+        with self._pending_lock:
+            if self._pending + count > self._settings.max_pending_messages:
+                raise TooManyPending(
+                    f"Failed to produce message: {self._pending} messages are already waiting for Kafka in this "
+                    f"worker (limit {self._settings.max_pending_messages}, PRODUCER_MAX_PENDING_MESSAGES); retry later"
+                )
+            self._pending += count
+
+    def _release(self, *_outcome) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+
+    def _count_queued_failure(self, error, topic: str) -> None:
+        with self._pending_lock:
+            self._queued_failures += 1
+        log.error("queued message for topic %s was not delivered: %s", topic, error)
+
+    def _refuse_while_unreachable(self) -> None:
+        """Answer at once while Kafka is known to be unreachable, instead of queueing into a timeout."""
+        if self._unreachable:
+            if not self.is_connected(timeout=1.0):
+                raise KafkaUnavailable(
+                    f"Failed to produce message: Connection timeout: no Kafka broker at "
+                    f"{self._settings.bootstrap_servers} answers"
+                )
+            self._unreachable = False
+
+    def _note_outcome(self, producer: KafkaProducer, deliveries: list[Delivery]) -> None:
+        if any(isinstance(delivery.error, DeliveryTimeout) for delivery in deliveries):
+            self._unreachable = not self.is_connected(timeout=1.0)
+            self._replace(producer)
+        elif any(delivery.error for delivery in deliveries) and _has_fatal_error(producer):
+            self._replace(producer)
+
+    def _replace(self, stuck: KafkaProducer) -> None:
+        """Swap in a fresh KafkaProducer after a delivery timed out or the producer failed for good.
+
+        kafka-python 3.0.12 leaves an idempotent producer unusable in two cases seen here: when a batch it had
+        sent expires, it resets its producer id and never obtains a new one, so every later send hangs until it
+        expires even once the broker is back (broker paused with SIGSTOP); and when the broker rejects a record
+        as too large for its topic, it enters a fatal state and fails every later send to any topic at once.
+        A new producer gets a new id. The old one keeps its queue for one more delivery timeout before it is
+        closed; what it still holds then fails as it would have anyway.
         """
         with self._replace_lock:
             if self._producer is not stuck:
                 return  # another request already replaced it
             self._producer = KafkaProducer(**_producer_config(self._settings))
-        log.warning("replaced the Kafka producer after a delivery timeout")
-        threading.Thread(target=_close_quietly, args=(stuck, 0.0), daemon=True).start()
+        log.warning("replaced the Kafka producer after a delivery timeout or a fatal producer error")
+        grace = self._settings.delivery_timeout_ms / 1000
+        threading.Thread(target=_close_quietly, args=(stuck, grace), daemon=True).start()
 
     def _await(self, message, future, error, deadline) -> Delivery:
         if future is not None:
@@ -137,6 +279,10 @@ class MessageProducer:
                 error = raised
             else:
                 return Delivery(message, metadata.partition, metadata.offset)
+        return self._failed(message, error)
+
+    @staticmethod
+    def _failed(message: OutgoingMessage, error: Exception) -> Delivery:
         log.warning("delivery to topic %s failed: %s", message.topic, error)
         return Delivery(message, error=_as_api_error(error, message.topic))
 
@@ -193,7 +339,15 @@ class MessageProducer:
 
     def close(self, timeout: float) -> None:
         """Flush what is queued and close, waiting at most timeout seconds."""
+        if self._transactional is not None:
+            _close_quietly(self._transactional, 0.0)
         _close_quietly(self._producer, timeout)
+
+
+def _has_fatal_error(producer: KafkaProducer) -> bool:
+    """Whether kafka-python has put this idempotent producer in a state it never leaves (pinned version)."""
+    manager = producer._transaction_manager
+    return manager is not None and manager.has_fatal_error()
 
 
 def _close_quietly(producer: KafkaProducer, timeout: float) -> None:

@@ -16,17 +16,18 @@ ERROR_MEANINGS = {
     405: "Method not allowed",
     413: "Body, batch or message too large",
     422: "Request does not match the schema, or names a partition the topic does not have",
+    429: "Too many messages waiting for Kafka in this worker (see Retry-After)",
     502: "Kafka refused the message",
     503: "Kafka unavailable (see Retry-After) or producer not initialized",
     504: "Kafka did not acknowledge in time; the message may or may not have been written",
 }
 
 
-def describe(*, responses: dict, body=None, errors: tuple[int, ...] = (), query: list[dict] | None = None):
+def describe(*, responses: dict, body=None, errors: tuple[int, ...] = (), query=None):
     """Attach the OpenAPI description of a view: its body schema, success responses and error statuses."""
 
     def decorate(view):
-        view.openapi = {"body": body, "responses": responses, "errors": errors, "query": query or []}
+        view.openapi = {"body": body, "responses": responses, "errors": errors, "query": query}
         return view
 
     return decorate
@@ -39,8 +40,8 @@ def _operation(view) -> dict:
     if doc["body"] is not None:
         schema = doc["body"]
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
-    if doc["query"]:
-        operation["parameters"] = doc["query"]
+    if doc["query"] is not None:
+        operation["parameters"] = [{"in": "query", "schema": doc["query"]}]
     for status, (description, schema) in doc["responses"].items():
         content = {"application/json": {"schema": schema}} if schema is not None else None
         operation["responses"][str(status)] = {"description": description, **({"content": content} if content else {})}

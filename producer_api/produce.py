@@ -4,34 +4,52 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from producer_api.bodies import load_many, load_one
+from producer_api.bodies import load_many, load_one, load_query
 from producer_api.delivery import produce_batch, produce_one
 from producer_api.openapi import describe
-from producer_api.schemas import BatchResponseSchema, ProduceRequestSchema, ProduceResponseSchema
+from producer_api.schemas import (
+    BatchOptionsSchema,
+    BatchResponseSchema,
+    ProduceOptionsSchema,
+    ProduceRequestSchema,
+    ProduceResponseSchema,
+    QueuedResponseSchema,
+)
 
 bp = Blueprint("produce", __name__)
 
-PRODUCE_ERRORS = (400, 403, 404, 413, 422, 502, 503, 504)
+PRODUCE_ERRORS = (400, 403, 404, 413, 422, 429, 502, 503, 504)
 
 
 @bp.post("/produce")
-@describe(body=ProduceRequestSchema, responses={200: ("Written and acknowledged", ProduceResponseSchema)},
-          errors=PRODUCE_ERRORS)
+@describe(
+    body=ProduceRequestSchema,
+    query=ProduceOptionsSchema,
+    responses={
+        200: ("Written and acknowledged", ProduceResponseSchema),
+        202: ("Queued for delivery (wait=false)", QueuedResponseSchema),
+    },
+    errors=PRODUCE_ERRORS,
+)
 def produce():
     """Write one message to Kafka and wait until the broker acknowledges it (acks=all)."""
-    return produce_one(load_one(ProduceRequestSchema()))
+    options = load_query(ProduceOptionsSchema())
+    return produce_one(load_one(ProduceRequestSchema()), **options)
 
 
 @bp.post("/produce/batch")
 @describe(
     body=ProduceRequestSchema(many=True),
+    query=BatchOptionsSchema,
     responses={
         200: ("Every message written and acknowledged", BatchResponseSchema),
+        202: ("Every message queued for delivery (wait=false)", BatchResponseSchema),
         207: ("Some messages written: see each result", BatchResponseSchema),
     },
     errors=PRODUCE_ERRORS,
 )
 def produce_many():
     """Write a batch of messages, validated as a whole before any is sent, and report each message's result."""
+    options = load_query(BatchOptionsSchema())
     limit = current_app.config["PRODUCER_SETTINGS"].max_batch_messages
-    return produce_batch(load_many(ProduceRequestSchema(), limit))
+    return produce_batch(load_many(ProduceRequestSchema(), limit), **options)

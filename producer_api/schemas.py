@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 # Kafka's own rule for topic names (kafka.common.internals.Topic).
 TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
@@ -59,6 +59,36 @@ class ProduceRequestSchema(Schema):
         validate=validate.Range(min=0),
         metadata={"description": "Partition to write to; omit it to partition by key.", "example": 0},
     )
+
+
+class ProduceOptionsSchema(Schema):
+    """Query parameters of the produce endpoints."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    wait = fields.Boolean(
+        load_default=True,
+        metadata={"description": "false: answer 202 once the message is queued, without waiting for Kafka."},
+    )
+
+
+class BatchOptionsSchema(ProduceOptionsSchema):
+    """Query parameters of the batch endpoint."""
+
+    atomic = fields.Boolean(
+        load_default=False,
+        metadata={"description": "true: write the whole batch in one Kafka transaction, all or nothing."},
+    )
+
+
+class QueuedResponseSchema(Schema):
+    """The message was queued for delivery (wait=false); Kafka has not acknowledged it yet."""
+
+    success = fields.Boolean(required=True, metadata={"example": True})
+    message = fields.String(required=True, metadata={"example": "Queued for delivery"})
+    topic = fields.String(required=True, metadata={"example": "test-topic"})
+    timestamp = fields.String(required=True, metadata={"example": "2024-01-15T10:30:00.123456+00:00"})
 
 
 class ProduceResponseSchema(Schema):

@@ -15,17 +15,25 @@ class FakeProducer:
         self.connected = True
         self.fail_with: dict[int, APIError] = {}
         self.raise_before_send: APIError | None = None
+        self.last_call = None
 
-    def send_all(self, messages):
+    def send_all(self, messages, wait=True):
         if self.raise_before_send is not None:
             raise self.raise_before_send
+        self.last_call = "wait" if wait else "queue"
         deliveries = []
         for index, message in enumerate(messages):
             if index in self.fail_with:
                 deliveries.append(Delivery(message, error=self.fail_with[index]))
             else:
                 self.sent.append(message)
-                deliveries.append(Delivery(message, partition=0, offset=len(self.sent) - 1))
+                offset = len(self.sent) - 1
+                deliveries.append(Delivery(message, partition=0, offset=offset) if wait else Delivery(message))
+        return deliveries
+
+    def send_atomic(self, messages):
+        deliveries = self.send_all(messages)
+        self.last_call = "atomic"
         return deliveries
 
     def is_connected(self, timeout):

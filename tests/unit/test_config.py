@@ -3,6 +3,7 @@
 import pytest
 
 from producer_api.config import ConfigError, Settings
+from producer_api.kafka_producer import _producer_config
 
 
 def test_defaults_match_the_seed_guide():
@@ -63,3 +64,192 @@ def test_close_timeout_must_fit_in_the_graceful_timeout():
 
 def test_every_request_wait_is_bounded_below_a_minute():
     assert Settings.from_env({}).produce_timeout_s < 60
+
+
+# --- Kafka connection security ---
+
+PASSWORD = "pw-that-must-never-show-9c2f"
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    """Stand-in CA, certificate and key files (only their existence is checked at start-up)."""
+    paths = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    for path in paths.values():
+        path.write_text("-----BEGIN CERTIFICATE-----\n")
+    return {name: str(path) for name, path in paths.items()}
+
+
+def sasl_ssl_environment(tls_files, **overrides):
+    return {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "alice", "KAFKA_SASL_PASSWORD": PASSWORD, "KAFKA_SSL_CAFILE": tls_files["ca"],
+            "KAFKA_SSL_CERTFILE": tls_files["cert"], "KAFKA_SSL_KEYFILE": tls_files["key"], **overrides}
+
+
+def test_security_defaults_to_plaintext_with_hostname_verification():
+    settings = Settings.from_env({})
+    assert settings.security_protocol == "PLAINTEXT"
+    assert settings.sasl_mechanism is settings.sasl_username is settings.sasl_password is None
+    assert settings.ssl_cafile is settings.ssl_certfile is settings.ssl_keyfile is None
+    assert settings.ssl_check_hostname is True
+
+
+def test_security_settings_are_read_from_the_environment(tls_files):
+    settings = Settings.from_env(sasl_ssl_environment(
+        tls_files, KAFKA_SECURITY_PROTOCOL="sasl_ssl", KAFKA_SASL_MECHANISM="scram-sha-256",
+        KAFKA_SSL_CHECK_HOSTNAME="false",
+    ))
+    assert settings.security_protocol == "SASL_SSL"  # any case in, Kafka's spelling out
+    assert settings.sasl_mechanism == "SCRAM-SHA-256"
+    assert (settings.sasl_username, settings.sasl_password) == ("alice", PASSWORD)
+    assert (settings.ssl_cafile, settings.ssl_certfile, settings.ssl_keyfile) == (
+        tls_files["ca"], tls_files["cert"], tls_files["key"])
+    assert settings.ssl_check_hostname is False
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("YES", True), ("off", False),
+                                               ("False", False), ("0", False)])
+def test_hostname_verification_flag_spellings(raw, expected):
+    assert Settings.from_env({"KAFKA_SSL_CHECK_HOSTNAME": raw}).ssl_check_hostname is expected
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+def test_every_security_protocol_is_accepted(protocol, tls_files):
+    environment = {"KAFKA_SECURITY_PROTOCOL": protocol}
+    if protocol.startswith("SASL_"):
+        environment.update(KAFKA_SASL_MECHANISM="PLAIN", KAFKA_SASL_USERNAME="alice", KAFKA_SASL_PASSWORD=PASSWORD)
+    if protocol.endswith("SSL"):
+        environment["KAFKA_SSL_CAFILE"] = tls_files["ca"]
+    assert Settings.from_env(environment).security_protocol == protocol
+
+
+def test_password_file_wins_and_is_read_once_at_start_up(tls_files, tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("from-the-file\n")  # as `echo` or a Kubernetes secret writes it
+    settings = Settings.from_env(sasl_ssl_environment(tls_files, KAFKA_SASL_PASSWORD_FILE=str(secret)))
+    assert settings.sasl_password == "from-the-file"
+    secret.write_text("changed-later")
+    assert settings.sasl_password == "from-the-file"
+
+
+def test_password_file_alone_is_enough(tls_files, tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD)
+    environment = sasl_ssl_environment(tls_files, KAFKA_SASL_PASSWORD_FILE=str(secret))
+    del environment["KAFKA_SASL_PASSWORD"]
+    assert Settings.from_env(environment).sasl_password == PASSWORD
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KAFKA_SECURITY_PROTOCOL", "TLS"),
+        ("KAFKA_SASL_MECHANISM", "GSSAPI"),
+        ("KAFKA_SSL_CHECK_HOSTNAME", "maybe"),
+        ("KAFKA_SSL_CAFILE", "/no/such/ca.pem"),
+        ("KAFKA_SSL_CERTFILE", "/no/such/cert.pem"),
+        ("KAFKA_SSL_KEYFILE", "/no/such/key.pem"),
+        ("KAFKA_SASL_PASSWORD_FILE", "/no/such/password"),
+    ],
+)
+def test_bad_security_values_name_the_variable(tls_files, name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env(sasl_ssl_environment(tls_files, **{name: value}))
+
+
+@pytest.mark.parametrize("missing", ["KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"])
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+def test_sasl_protocols_need_mechanism_username_and_password(tls_files, protocol, missing):
+    environment = sasl_ssl_environment(tls_files, KAFKA_SECURITY_PROTOCOL=protocol)
+    if protocol == "SASL_PLAINTEXT":
+        for name in ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"):
+            del environment[name]
+    del environment[missing]
+    with pytest.raises(ConfigError, match=missing):
+        Settings.from_env(environment)
+
+
+@pytest.mark.parametrize("name", ["KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"])
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL"])
+def test_sasl_settings_without_a_sasl_protocol_are_refused(protocol, name):
+    # Credentials with a protocol that ignores them: most likely KAFKA_SECURITY_PROTOCOL was forgotten.
+    value = {"KAFKA_SASL_MECHANISM": "PLAIN"}.get(name, "x")
+    with pytest.raises(ConfigError, match=f"{name} is set but KAFKA_SECURITY_PROTOCOL is {protocol}"):
+        Settings.from_env({"KAFKA_SECURITY_PROTOCOL": protocol, name: value})
+
+
+@pytest.mark.parametrize("name", ["KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE"])
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])
+def test_tls_files_without_a_tls_protocol_are_refused(tls_files, protocol, name):
+    environment = sasl_ssl_environment(tls_files, KAFKA_SECURITY_PROTOCOL=protocol)
+    for other in {"KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"} - {name}:
+        del environment[other]
+    if protocol == "PLAINTEXT":
+        for other in ("KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+            del environment[other]
+    with pytest.raises(ConfigError, match=f"{name} is set but KAFKA_SECURITY_PROTOCOL is {protocol}"):
+        Settings.from_env(environment)
+
+
+def test_key_without_its_certificate_is_refused(tls_files):
+    environment = sasl_ssl_environment(tls_files)
+    del environment["KAFKA_SSL_CERTFILE"]
+    with pytest.raises(ConfigError, match="KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE"):
+        Settings.from_env(environment)
+
+
+def test_empty_password_file_is_refused(tls_files, tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("\n")
+    with pytest.raises(ConfigError, match="KAFKA_SASL_PASSWORD_FILE"):
+        Settings.from_env(sasl_ssl_environment(tls_files, KAFKA_SASL_PASSWORD_FILE=str(secret)))
+
+
+def test_password_is_never_in_repr_or_errors(tls_files, tmp_path):
+    settings = Settings.from_env(sasl_ssl_environment(tls_files))
+    assert settings.sasl_password == PASSWORD
+    assert PASSWORD not in repr(settings) and PASSWORD not in str(settings)
+    assert "sasl_username='alice'" in repr(settings)  # the rest of the settings still show
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD)
+    for environment in (
+        sasl_ssl_environment(tls_files, KAFKA_SASL_USERNAME=""),  # the password is set, the username missing
+        sasl_ssl_environment(tls_files, KAFKA_SECURITY_PROTOCOL="SSL"),  # the password is set, not used
+        sasl_ssl_environment(tls_files, KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "missing")),
+    ):
+        with pytest.raises(ConfigError) as raised:
+            Settings.from_env(environment)
+        assert PASSWORD not in str(raised.value)
+
+
+# --- what kafka-python is given ---
+
+
+def test_plaintext_passes_no_security_options():
+    config = _producer_config(Settings.from_env({}))
+    assert config["security_protocol"] == "PLAINTEXT"
+    assert not [key for key in config if key.startswith(("sasl_", "ssl_"))]
+
+
+def test_sasl_ssl_passes_credentials_and_tls_files(tls_files):
+    config = _producer_config(Settings.from_env(sasl_ssl_environment(tls_files, KAFKA_SSL_CHECK_HOSTNAME="no")))
+    assert {key: value for key, value in config.items() if key.startswith(("security_", "sasl_", "ssl_"))} == {
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice",
+        "sasl_plain_password": PASSWORD, "ssl_cafile": tls_files["ca"], "ssl_certfile": tls_files["cert"],
+        "ssl_keyfile": tls_files["key"], "ssl_check_hostname": False,
+    }
+
+
+def test_sasl_plaintext_passes_no_tls_options():
+    config = _producer_config(Settings.from_env({
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN",
+        "KAFKA_SASL_USERNAME": "alice", "KAFKA_SASL_PASSWORD": PASSWORD,
+    }))
+    assert config["sasl_mechanism"] == "PLAIN"
+    assert not [key for key in config if key.startswith("ssl_")]
+
+
+def test_ssl_without_a_ca_file_leaves_the_system_cas():
+    config = _producer_config(Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SSL"}))
+    assert config["ssl_check_hostname"] is True
+    assert "ssl_cafile" not in config and not [key for key in config if key.startswith("sasl_")]

@@ -168,3 +168,49 @@ def test_wholly_failed_batch_has_the_error_status_and_each_result(client, produc
     body = response.get_json()
     assert body["detail"] == "Failed to produce message: timed out"
     assert body["messages_sent"] == 0 and len(body["results"]) == 2
+
+
+def test_wait_false_answers_202_queued(client, producer):
+    response = client.post("/produce?wait=false", json=SEED_SINGLE)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["success"] is True and body["message"] == "Queued for delivery" and body["topic"] == "test-topic"
+    assert producer.last_call == "queue" and len(producer.sent) == 1
+
+
+def test_batch_wait_false_is_the_seed_response(client, producer):
+    response = client.post("/produce/batch?wait=false", json=SEED_BATCH)
+    assert response.status_code == 202
+    assert response.get_json() == {
+        "success": True,
+        "messages_sent": 2,
+        "results": [{"success": True, "topic": "test-topic", "message": "Queued for delivery"}] * 2,
+    }
+
+
+def test_atomic_batch_uses_a_transaction(client, producer):
+    response = client.post("/produce/batch?atomic=true", json=SEED_BATCH)
+    assert response.status_code == 200
+    assert producer.last_call == "atomic"
+
+
+def test_atomic_without_wait_is_refused(client, producer):
+    response = client.post("/produce/batch?atomic=true&wait=false", json=SEED_BATCH)
+    assert response.status_code == 422
+    assert producer.sent == []
+
+
+def test_bad_query_value_is_422(client, producer):
+    response = client.post("/produce?wait=maybe", json=SEED_SINGLE)
+    assert response.status_code == 422
+    assert "wait" in response.get_json()["errors"]
+    assert producer.sent == []
+
+
+def test_too_many_pending_is_429_with_retry_after(client, producer):
+    from producer_api.errors import TooManyPending
+
+    producer.raise_before_send = TooManyPending("Failed to produce message: 10 messages are already waiting")
+    response = client.post("/produce", json=SEED_SINGLE)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "1"

@@ -1,0 +1,267 @@
+"""Delivery guarantees against real brokers: fire-and-forget, backpressure, partial and atomic batches, shutdown."""
+
+import dataclasses
+import json
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from producer_api import create_app
+from producer_api.kafka_producer import MessageProducer
+from tests.integration.conftest import http
+
+
+def read_committed(bootstrap: str, topic: str, settle: float = 2.0) -> list:
+    """Every record a read_committed consumer sees in the topic (aborted transactions stay invisible)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             isolation_level="read_committed")
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records, until = [], time.monotonic() + settle
+        while time.monotonic() < until:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def make_client(make_settings, broker):
+    """A test client on a fresh real producer with some settings overridden; the producer is closed after."""
+    producers = []
+
+    def make(**overrides):
+        settings = make_settings(bootstrap_servers=broker.bootstrap_servers, **overrides)
+        producer = MessageProducer(settings)
+        producers.append(producer)
+        return create_app(settings, producer=producer).test_client(), producer
+
+    yield make
+    for producer in producers:
+        producer.close(5)
+
+
+def test_fire_and_forget_is_202_and_delivered(make_client, new_topic, read_topic):
+    client, producer = make_client()
+    topic = new_topic()
+    for n in range(200):
+        response = client.post("/produce?wait=false", json={"topic": topic, "message": {"n": n}})
+        assert response.status_code == 202
+    batch = [{"topic": topic, "message": {"n": n}} for n in range(200, 300)]
+    response = client.post("/produce/batch?wait=false", json=batch)
+    assert response.status_code == 202 and response.get_json()["messages_sent"] == 100
+    producer.close(10)
+    values = sorted(json.loads(record.value)["n"] for record in read_topic(topic, 300))
+    assert values == list(range(300))
+    assert producer.queued_failures == 0 and producer.pending == 0
+
+
+@pytest.mark.own_broker
+def test_backpressure_answers_429_instead_of_queueing_more(make_client, own_broker, new_topic, read_topic):
+    client, producer = make_client(max_pending_messages=20)
+    topic = new_topic()
+    assert client.post("/produce", json={"topic": topic, "message": {"n": -1}}).status_code == 200
+    statuses = []
+    with own_broker.paused():
+        for n in range(40):
+            response = client.post("/produce?wait=false", json={"topic": topic, "message": {"n": n}})
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert response.headers["Retry-After"] == "1"
+                assert "PRODUCER_MAX_PENDING_MESSAGES" in response.get_json()["detail"]
+        assert producer.pending <= 20
+    assert statuses.count(202) == 20 and statuses.count(429) == 20
+    # Queued before the limit, so delivered once the broker answers again.
+    queued = [n for n, status in zip(range(40), statuses, strict=True) if status == 202]
+    values = sorted(json.loads(r.value)["n"] for r in read_topic(topic, 21))
+    assert values == [-1, *queued]
+
+
+def test_partial_batch_failure_is_207_with_each_result(make_client, new_topic, read_topic):
+    client, _ = make_client()
+    topic = new_topic(partitions=1, max_message_bytes="1000")
+    batch = [{"topic": topic, "message": {"n": 0}}, {"topic": topic, "message": {"blob": "x" * 5000}}]
+    response = client.post("/produce/batch", json=batch)
+    assert response.status_code == 207, response.get_json()
+    body = response.get_json()
+    assert body["success"] is False and body["messages_sent"] == 1
+    assert [result["success"] for result in body["results"]] == [True, False]
+    assert "too large" in body["results"][1]["error"] and "offset" not in body["results"][1]
+    [record] = read_topic(topic, 1)
+    assert json.loads(record.value)["n"] == 0 and record.offset == body["results"][0]["offset"]
+
+
+def test_a_rejected_message_does_not_break_the_worker(make_client, new_topic, read_topic):
+    # kafka-python's idempotent producer fails every later send once a broker rejected a record as too large;
+    # the service must replace it rather than answer errors from then on.
+    client, _ = make_client()
+    small_topic, other_topic = new_topic(partitions=1, max_message_bytes="1000"), new_topic()
+    assert client.post("/produce", json={"topic": small_topic, "message": {"blob": "x" * 5000}}).status_code == 413
+    for topic in (other_topic, small_topic):
+        response = client.post("/produce", json={"topic": topic, "message": {"n": 1}})
+        assert response.status_code == 200, response.get_json()
+        assert [json.loads(r.value)["n"] for r in read_topic(topic, 1)] == [1]
+
+
+def test_batch_whose_messages_all_fail_is_never_200(make_client, new_topic, end_offsets):
+    client, _ = make_client()
+    topic = new_topic(partitions=1, max_message_bytes="1000")
+    batch = [{"topic": topic, "message": {"blob": "x" * 5000}}] * 2
+    response = client.post("/produce/batch", json=batch)
+    assert response.status_code == 413
+    assert response.get_json()["messages_sent"] == 0
+    assert end_offsets(topic) == {0: 0}
+
+
+def test_atomic_batch_is_seen_whole_by_read_committed(make_client, broker, new_topic):
+    client, _ = make_client()
+    topic = new_topic()
+    batch = [{"topic": topic, "key": f"k{n}", "message": {"n": n}} for n in range(20)]
+    response = client.post("/produce/batch?atomic=true", json=batch)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["messages_sent"] == 20
+    records = read_committed(broker.bootstrap_servers, topic)
+    assert sorted(json.loads(record.value)["n"] for record in records) == list(range(20))
+    # A second transaction from the same worker works too.
+    assert client.post("/produce/batch?atomic=true", json=batch[:3]).status_code == 200
+    assert len(read_committed(broker.bootstrap_servers, topic)) == 23
+
+
+def test_atomic_batch_failing_in_the_middle_writes_nothing_visible(make_client, broker, new_topic):
+    client, _ = make_client()
+    topic = new_topic(partitions=1, max_message_bytes="1000")
+    batch = [{"topic": topic, "message": {"n": 0}}, {"topic": topic, "message": {"blob": "x" * 5000}},
+             {"topic": topic, "message": {"n": 2}}]
+    response = client.post("/produce/batch?atomic=true", json=batch)
+    assert response.status_code == 413, response.get_json()
+    assert "aborted" in response.get_json()["detail"] or "not committed" in response.get_json()["detail"]
+    assert read_committed(broker.bootstrap_servers, topic) == []
+    # The worker's next transaction is unaffected.
+    good = [{"topic": topic, "message": {"n": 3}}]
+    assert client.post("/produce/batch?atomic=true", json=good).status_code == 200
+    assert [json.loads(r.value)["n"] for r in read_committed(broker.bootstrap_servers, topic)] == [3]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """One produce request of a load run: its message ids, status (None: no answer), duration, body, start."""
+
+    ids: list
+    status: int | None
+    seconds: float
+    body: object
+    started: float
+
+
+def _load(url: str, topic: str, stop: threading.Event, outcomes: list, batch: int = 0, wait: bool = True):
+    """Send produce requests until told to stop, recording an Outcome per request."""
+    while not stop.is_set():
+        ids = [uuid.uuid4().hex for _ in range(max(batch, 1))]
+        messages = [{"topic": topic, "message": {"id": i}} for i in ids]
+        path = "/produce/batch" if batch else "/produce"
+        query = "" if wait else "?wait=false"
+        started = time.monotonic()
+        try:
+            status, _, body = http("POST", url + path + query, json.dumps(messages if batch else messages[0]),
+                                   timeout=30)
+        except OSError as error:  # connection refused or reset: the request never got an answer
+            status, body = None, str(error)
+        outcomes.append(Outcome(ids, status, time.monotonic() - started, body, started))
+
+
+def _run_load(url, topic, seconds_before, action, seconds_after, singles=6, batches=2, wait=True):
+    stop, outcomes, threads = threading.Event(), [], []
+    for batch in [0] * singles + [10] * batches:
+        thread = threading.Thread(target=_load, args=(url, topic, stop, outcomes, batch, wait), daemon=True)
+        thread.start()
+        threads.append(thread)
+    time.sleep(seconds_before)
+    result = action()
+    time.sleep(seconds_after)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=40)
+    return outcomes, result
+
+
+def _acknowledged_ids(outcomes):
+    return [i for outcome in outcomes if outcome.status == 200 for i in outcome.ids]
+
+
+def test_sigterm_under_load_completes_in_flight_requests(broker, start_gunicorn, new_topic, read_topic):
+    service = start_gunicorn(broker.bootstrap_servers)
+    topic = new_topic()
+
+    def terminate():
+        service.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = service.process.wait(timeout=40)
+        return code, time.monotonic() - started
+
+    outcomes, (code, exit_seconds) = _run_load(service.url, topic, 2.0, terminate, 0.5)
+    assert code == 0 and exit_seconds < 30, service.log()
+    answered = [outcome for outcome in outcomes if outcome.status is not None]
+    assert answered and all(outcome.status == 200 for outcome in answered), answered[-3:]
+    acknowledged = _acknowledged_ids(outcomes)
+    found = [json.loads(record.value)["id"] for record in read_topic(topic, len(acknowledged))]
+    assert set(acknowledged) <= set(found) and len(found) == len(set(found))
+
+
+def test_sigterm_flushes_fire_and_forget_messages(broker, start_gunicorn, new_topic, read_topic):
+    service = start_gunicorn(broker.bootstrap_servers)
+    topic = new_topic()
+    queued = []
+    for n in range(50):
+        batch = [{"topic": topic, "message": {"id": f"{n}-{i}"}} for i in range(20)]
+        status, _, body = http("POST", service.url + "/produce/batch?wait=false", json.dumps(batch))
+        assert status == 202, body
+        queued.extend(message["message"]["id"] for message in batch)
+    service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(timeout=40) == 0
+    found = [json.loads(record.value)["id"] for record in read_topic(topic, len(queued))]
+    assert sorted(found) == sorted(queued)
+
+
+def _worker_pids(master_pid: int) -> set[int]:
+    from pathlib import Path
+
+    pids = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(master_pid):
+            pids.add(int(status.parent.name))
+    return pids
+
+
+def test_killed_worker_is_replaced_with_its_own_producer(broker, start_gunicorn, new_topic, read_topic):
+    import os
+
+    service = start_gunicorn(broker.bootstrap_servers)
+    topic = new_topic()
+    before = _worker_pids(service.process.pid)
+    assert len(before) == 2
+    victim = min(before)
+
+    def kill_worker():
+        os.kill(victim, signal.SIGKILL)
+
+    outcomes, _ = _run_load(service.url, topic, 1.5, kill_worker, 4.0)
+    after = _worker_pids(service.process.pid)
+    assert victim not in after and len(after) == 2
+    failed = [outcome for outcome in outcomes if outcome.status != 200]
+    # Only requests the killed worker held can fail, and they fail as lost connections, not wrong answers.
+    assert len(failed) <= 16 and all(outcome.status is None for outcome in failed), failed
+    assert all(outcome.status == 200 for outcome in outcomes[-20:])
+    acknowledged = _acknowledged_ids(outcomes)
+    found = [json.loads(record.value)["id"] for record in read_topic(topic, len(acknowledged))]
+    assert set(acknowledged) <= set(found) and len(found) == len(set(found))

@@ -1,0 +1,49 @@
+"""The local cluster's configuration, without starting it: the default stays PLAINTEXT, sasl_ssl adds listeners."""
+
+import pytest
+
+from local_kafka import Cluster
+
+
+def properties(cluster: Cluster, node: int = 1) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in cluster._properties(cluster.node(node)).splitlines())
+
+
+def test_default_cluster_is_plaintext_on_two_ports_per_node():
+    cluster = Cluster("unit", nodes=2, base_port=19350)
+    assert [node.ports for node in cluster.nodes] == [(19350, 19351), (19352, 19353)]
+    assert [node.plaintext_port for node in cluster.nodes] == [19350, 19352]
+    config = properties(cluster)
+    assert config["listeners"] == "PLAINTEXT://127.0.0.1:19350,CONTROLLER://127.0.0.1:19351"
+    assert not [key for key in config if "sasl" in key or key.startswith(("ssl.", "listener.name."))]
+
+
+def test_sasl_ssl_cluster_keeps_the_port_layout_and_adds_a_plaintext_port_after_it():
+    cluster = Cluster("unit", nodes=3, base_port=19350, security="sasl_ssl", users={"alice": "alice-secret"})
+    assert [node.ports for node in cluster.nodes] == [(19350, 19351, 19356), (19352, 19353, 19357),
+                                                      (19354, 19355, 19358)]
+    assert cluster.bootstrap_servers == "localhost:19350,localhost:19352,localhost:19354"
+    config = properties(cluster, 2)
+    assert config["listeners"] == ("SASL_SSL://127.0.0.1:19352,CONTROLLER://127.0.0.1:19353,"
+                                   "INTERNAL://127.0.0.1:19357")
+    assert config["inter.broker.listener.name"] == "INTERNAL"
+    assert config["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    assert config["listener.name.sasl_ssl.sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    assert config["listener.name.sasl_ssl.ssl.client.auth"] == "none"
+    assert config["ssl.keystore.location"].startswith(str(cluster.tls_dir))
+    assert cluster.ca_file.parent == cluster.tls_dir == cluster.directory / "tls"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"security": "ssl"}, "security must be one of"),
+        ({"security": "sasl_ssl"}, "needs at least one user"),
+        ({"users": {"alice": "pw"}}, "need security='sasl_ssl'"),
+        ({"security": "sasl_ssl", "users": {"alice": "has space"}}, "only letters"),
+        ({"security": "sasl_ssl", "users": {"alice": "pw"}, "client_auth": "maybe"}, "client_auth must be"),
+    ],
+)
+def test_bad_security_options_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        Cluster("unit", **options)
