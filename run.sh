@@ -34,9 +34,15 @@ serve() {
             trap ".venv/bin/python -m local_kafka stop --port $kafka_port" EXIT
         fi
     fi
-    # Not exec: the EXIT trap must run after gunicorn stops, to stop the broker this script started.
-    local status=0
-    .venv/bin/gunicorn -c gunicorn.conf.py wsgi:app || status=$?
+    # Not exec: the EXIT trap must run after gunicorn stops, to stop the broker this script started. Ctrl-C
+    # and SIGTERM both become gunicorn's graceful shutdown: in-flight requests finish, producers flush.
+    local status=0 gunicorn_pid
+    .venv/bin/gunicorn -c gunicorn.conf.py wsgi:app &
+    gunicorn_pid=$!
+    trap "kill -TERM $gunicorn_pid 2>/dev/null" INT TERM
+    while kill -0 "$gunicorn_pid" 2>/dev/null; do
+        wait "$gunicorn_pid" || status=$?
+    done
     return "$status"
 }
 

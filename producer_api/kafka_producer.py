@@ -242,7 +242,8 @@ class MessageProducer:
             if not self.is_connected(timeout=1.0):
                 raise KafkaUnavailable(
                     f"Failed to produce message: Connection timeout: no Kafka broker at "
-                    f"{self._settings.bootstrap_servers} answers"
+                    f"{self._settings.bootstrap_servers} answers (unreachable, or the connection was refused "
+                    "by TLS or SASL: see the service log)"
                 )
             self._unreachable = False
 
@@ -320,7 +321,8 @@ class MessageProducer:
                 ) from None
             raise KafkaUnavailable(
                 f"Failed to produce message: Connection timeout: no Kafka broker at "
-                f"{self._settings.bootstrap_servers} answered within {self._settings.max_block_ms} ms"
+                f"{self._settings.bootstrap_servers} answered within {self._settings.max_block_ms} ms "
+                "(unreachable, or the connection was refused by TLS or SASL: see the service log)"
             ) from None
         except kafka_errors.KafkaError as error:
             raise _as_api_error(error, topic) from None

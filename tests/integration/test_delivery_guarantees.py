@@ -1,6 +1,7 @@
 """Delivery guarantees against real brokers: fire-and-forget, backpressure, partial and atomic batches, shutdown."""
 
 import dataclasses
+import http.client as http_client
 import json
 import signal
 import threading
@@ -171,7 +172,7 @@ def _load(url: str, topic: str, stop: threading.Event, outcomes: list, batch: in
         try:
             status, _, body = http("POST", url + path + query, json.dumps(messages if batch else messages[0]),
                                    timeout=30)
-        except OSError as error:  # connection refused or reset: the request never got an answer
+        except (OSError, http_client.HTTPException) as error:  # refused, reset or cut off: no answer
             status, body = None, str(error)
         outcomes.append(Outcome(ids, status, time.monotonic() - started, body, started))
 
