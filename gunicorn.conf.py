@@ -40,6 +40,11 @@ def post_fork(server, worker):
     worker.log.info("worker %s: Kafka producer for %s ready", worker.pid, settings.bootstrap_servers)
 
 
+def post_worker_init(worker):
+    """Log that the worker has its signal handlers and app, so it can serve and shut down cleanly."""
+    worker.log.info("worker %s: serving", worker.pid)
+
+
 def worker_exit(server, worker):
     """Flush and close this worker's producer, within a timeout shorter than graceful_timeout."""
     from producer_api import kafka_producer

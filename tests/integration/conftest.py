@@ -269,11 +269,12 @@ def start_gunicorn(tmp_path):
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise AssertionError(f"gunicorn exited with {process.returncode}:\n{server.log()}")
-            try:
-                http("GET", server.url + "/", timeout=2)
+            # Every worker must be serving: a SIGTERM that reaches a worker still booting is missed by gunicorn,
+            # which then waits the whole graceful timeout for it.
+            if server.log().count(": serving") >= int(env["PRODUCER_WORKERS"]):
+                http("GET", server.url + "/", timeout=5)
                 return server
-            except OSError:
-                time.sleep(0.2)
+            time.sleep(0.2)
         raise AssertionError(f"gunicorn did not answer within 30 s:\n{server.log()}")
 
     yield start
