@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -66,6 +67,53 @@ def _bootstrap_servers(name: str, raw: str) -> str:
     return ",".join(servers)
 
 
+def _patterns(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(pattern.strip() for pattern in raw.split(",") if pattern.strip())
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A client credential: a name that is safe to log, the secret, and the topic patterns it may write."""
+
+    name: str
+    secret: str = field(repr=False)
+    topics: tuple[str, ...] = ("*",)
+
+
+def _api_keys(name: str, raw: str) -> tuple[ApiKey, ...]:
+    """Parse `[{"name": ..., "key": ..., "topics": ["glob", ...]}, ...]`; errors never quote a key."""
+    try:
+        entries = json.loads(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name} must be a JSON list of {{name, key, topics}} objects: {error}") from None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{name} must be a JSON list of {{name, key, topics}} objects")
+    keys = []
+    for index, entry in enumerate(entries):
+        where = f"{name} entry {index}"
+        if not isinstance(entry, dict) or set(entry) - {"name", "key", "topics"}:
+            raise ConfigError(f"{where} must be an object with name, key and topics")
+        key_name, secret, topics = entry.get("name"), entry.get("key"), entry.get("topics", ["*"])
+        if not isinstance(key_name, str) or not key_name.strip():
+            raise ConfigError(f"{where} needs a non-empty name")
+        if not isinstance(secret, str) or len(secret) < 16:
+            raise ConfigError(f"{where} ({key_name}) needs a key of at least 16 characters")
+        if not isinstance(topics, list) or not topics or not all(isinstance(t, str) and t for t in topics):
+            raise ConfigError(f"{where} ({key_name}) needs topics: a non-empty list of topic patterns")
+        keys.append(ApiKey(key_name.strip(), secret, tuple(topics)))
+    if len({key.name for key in keys}) != len(keys) or len({key.secret for key in keys}) != len(keys):
+        raise ConfigError(f"{name} names and keys must each be unique")
+    return tuple(keys)
+
+
+def _read_api_keys_file(name: str, path: str) -> tuple[ApiKey, ...]:
+    try:
+        raw = Path(path).read_text()
+    except OSError as error:
+        raise ConfigError(f"{name}: cannot read {path}: {error.strerror}") from None
+    return _api_keys(name, raw)
+
+
 def _api_version(name: str, raw: str) -> tuple[int, ...]:
     try:
         version = tuple(int(part) for part in raw.split("."))
@@ -114,6 +162,13 @@ class Settings:
     max_batch_messages: int = field(default=5000, metadata={"env": "PRODUCER_MAX_BATCH_MESSAGES"})
     max_pending_messages: int = field(default=20000, metadata={"env": "PRODUCER_MAX_PENDING_MESSAGES"})
     log_level: str = field(default="info", metadata={"env": "LOG_LEVEL"})
+    # Who may write where
+    api_keys: tuple[ApiKey, ...] = field(default=(), repr=False, metadata={"env": "PRODUCER_API_KEYS"})
+    api_keys_file: str | None = field(default=None, metadata={"env": "PRODUCER_API_KEYS_FILE"})
+    topic_allow: tuple[str, ...] = field(default=("*",), metadata={"env": "PRODUCER_TOPIC_ALLOW"})
+    topic_deny: tuple[str, ...] = field(default=("__*",), metadata={"env": "PRODUCER_TOPIC_DENY"})
+    protect_docs: bool = field(default=False, metadata={"env": "PRODUCER_PROTECT_DOCS"})
+    protect_metrics: bool = field(default=False, metadata={"env": "PRODUCER_PROTECT_METRICS"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -125,6 +180,9 @@ class Settings:
             raw = environ.get(name, "").strip()
             if raw:
                 values[setting.name] = _PARSERS[setting.name](name, raw)
+        if "api_keys_file" in values:
+            # Read once, here at start-up; the file wins over PRODUCER_API_KEYS.
+            values["api_keys"] = _read_api_keys_file("PRODUCER_API_KEYS_FILE", values["api_keys_file"])
         if "sasl_password_file" in values:
             # Read once, here at start-up; the file wins over KAFKA_SASL_PASSWORD.
             values["sasl_password"] = _read_password_file("KAFKA_SASL_PASSWORD_FILE", values["sasl_password_file"])
@@ -206,6 +264,12 @@ _PARSERS = {
     "ssl_certfile": lambda name, raw: raw,
     "ssl_keyfile": lambda name, raw: raw,
     "ssl_check_hostname": _boolean,
+    "api_keys": _api_keys,
+    "api_keys_file": lambda name, raw: raw,
+    "topic_allow": _patterns,
+    "topic_deny": _patterns,
+    "protect_docs": _boolean,
+    "protect_metrics": _boolean,
     "host": lambda name, raw: raw,
     "port": lambda name, raw: _integer(name, raw, 1, 65535),
     "workers": lambda name, raw: _integer(name, raw, 1, 64),

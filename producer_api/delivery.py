@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from producer_api.auth import authorize_topics
 from producer_api.errors import APIError, InvalidRequest
 from producer_api.kafka_producer import Delivery, current_producer
 from producer_api.messages import OutgoingMessage, to_outgoing
@@ -13,6 +14,7 @@ QUEUED = "Queued for delivery"
 
 
 def _outgoing(requests: list[dict]) -> list[OutgoingMessage]:
+    authorize_topics({request["topic"] for request in requests})
     source = current_app.config["PRODUCER_SETTINGS"].client_id
     outgoing = []
     for index, request in enumerate(requests):

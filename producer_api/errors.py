@@ -52,6 +52,18 @@ class UnknownPartition(APIError):
     status = 422
 
 
+class Unauthorized(APIError):
+    """No valid API key was presented."""
+
+    status = 401
+
+
+class Forbidden(APIError):
+    """The caller, or the service's topic policy, may not write to this topic."""
+
+    status = 403
+
+
 class TopicNotAuthorized(APIError):
     """The cluster refuses this service write access to the topic."""
 
@@ -101,7 +113,9 @@ def error_response(status: int, detail, extra: dict | None = None, headers: dict
 
 
 def _handle_api_error(error: APIError):
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="producer-api"'
     if error.status >= 500:
         log.warning("answered %d: %s", error.status, error.detail)
     return error_response(error.status, error.detail, error.extra, headers)

@@ -10,7 +10,7 @@ from producer_api.schemas import ErrorSchema
 
 ERROR_MEANINGS = {
     400: "Malformed JSON",
-    401: "Missing or invalid credentials",
+    401: "Missing or invalid API key (when keys are configured)",
     403: "Not allowed to write to this topic",
     404: "Topic does not exist, or unknown route",
     405: "Method not allowed",
@@ -45,6 +45,8 @@ def _operation(view) -> dict:
     for status, (description, schema) in doc["responses"].items():
         content = {"application/json": {"schema": schema}} if schema is not None else None
         operation["responses"][str(status)] = {"description": description, **({"content": content} if content else {})}
+    if 401 in doc["errors"]:
+        operation["security"] = [{"bearerKey": []}, {"headerKey": []}, {}]
     for status in doc["errors"]:
         operation["responses"][str(status)] = {
             "description": ERROR_MEANINGS[status],
@@ -63,6 +65,8 @@ def build_spec(app: Flask, version: str) -> dict:
         info={"description": "HTTP endpoints that write JSON messages to Apache Kafka (acks=all)."},
     )
     spec.components.schema("Error", schema=ErrorSchema)
+    spec.components.security_scheme("bearerKey", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme("headerKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     paths: dict[str, dict] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
         view = app.view_functions[rule.endpoint]
