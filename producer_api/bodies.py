@@ -14,13 +14,24 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    # Which of two values a duplicated key means is left undefined by JSON; refuse rather than guess.
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return document
+
+
 def read_json():
     """Parse the request body as JSON; the seed's curl examples send no Content-Type, so none is required."""
     data = request.get_data(cache=False)  # werkzeug answers 413 here when the body is over the limit
     if not data.strip():
         raise InvalidJSON("Request body is empty: send a JSON document")
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant,
+                          object_pairs_hook=_refuse_duplicate_keys)
     except UnicodeDecodeError:
         raise InvalidJSON("Invalid JSON body: it is not valid UTF-8") from None
     except RecursionError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app
 
 from producer_api.auth import authorize_topics
-from producer_api.errors import APIError, InvalidRequest
+from producer_api.errors import APIError
 from producer_api.kafka_producer import Delivery, current_producer
 from producer_api.messages import OutgoingMessage, to_outgoing
 
@@ -57,8 +57,7 @@ def _batch_result(delivery: Delivery, wait: bool) -> dict:
 
 def produce_batch(requests: list[dict], wait: bool = True, atomic: bool = False) -> tuple[dict, int]:
     """Write a batch; 200 if all were written, 207 with per-message results if some were, else the error."""
-    if atomic and not wait:
-        raise InvalidRequest("Invalid query parameters: atomic=true needs wait=true (a transaction is all or nothing)")
+    wait = wait or atomic  # a transaction's outcome is only known once it commits
     outgoing = _outgoing(requests)
     producer = current_producer()
     deliveries = producer.send_atomic(outgoing) if atomic else producer.send_all(outgoing, wait=wait)

@@ -23,22 +23,24 @@ ERROR_MEANINGS = {
 }
 
 
-def describe(*, responses: dict, body=None, errors: tuple[int, ...] = (), query=None):
-    """Attach the OpenAPI description of a view: its body schema, success responses and error statuses."""
+def describe(*, responses: dict, body=None, array: bool = False, errors: tuple[int, ...] = (), query=None):
+    """Attach the OpenAPI description of a view: its body schema (or an array of it), responses and errors."""
 
     def decorate(view):
-        view.openapi = {"body": body, "responses": responses, "errors": errors, "query": query}
+        view.openapi = {"body": body, "array": array, "responses": responses, "errors": errors, "query": query}
         return view
 
     return decorate
 
 
-def _operation(view) -> dict:
+def _operation(view, max_items: int) -> dict:
     doc = view.openapi
     summary = (view.__doc__ or "").strip().splitlines()[0]
     operation: dict = {"summary": summary, "responses": {}}
     if doc["body"] is not None:
         schema = doc["body"]
+        if doc["array"]:
+            schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": max_items}
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
     if doc["query"] is not None:
         operation["parameters"] = [{"in": "query", "schema": doc["query"]}]
@@ -55,7 +57,7 @@ def _operation(view) -> dict:
     return operation
 
 
-def build_spec(app: Flask, version: str) -> dict:
+def build_spec(app: Flask, version: str, max_items: int) -> dict:
     """Walk the app's routes and describe every documented view."""
     spec = APISpec(
         title="Kafka Producer API",
@@ -73,7 +75,7 @@ def build_spec(app: Flask, version: str) -> dict:
         if not hasattr(view, "openapi"):
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            paths.setdefault(rule.rule, {})[method.lower()] = _operation(view)
+            paths.setdefault(rule.rule, {})[method.lower()] = _operation(view, max_items)
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()

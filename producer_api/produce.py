@@ -39,7 +39,8 @@ def produce():
 
 @bp.post("/produce/batch")
 @describe(
-    body=ProduceRequestSchema(many=True),
+    body=ProduceRequestSchema,
+    array=True,
     query=BatchOptionsSchema,
     responses={
         200: ("Every message written and acknowledged", BatchResponseSchema),

@@ -59,6 +59,9 @@ def test_batch_answers_the_seed_fields_plus_partition_and_offset(client, produce
         (b"\xff\xfe{}", "UTF-8"),
         ('{"topic": "t", "message": {"x": NaN}}', "NaN"),
         ("[" * 20000 + "]" * 20000, "nested too deeply"),
+        ('{"topic": "t", "topic": "u", "message": {}}', "duplicate key 'topic'"),
+        ('{"topic": "t", "message": {"a": 1, "a": 2}}', "duplicate key 'a'"),
+        ('{"topic": "t", "message": {"x": Infinity}}', "Infinity"),
     ],
 )
 def test_malformed_json_is_400(client, producer, body, fragment):
@@ -194,10 +197,10 @@ def test_atomic_batch_uses_a_transaction(client, producer):
     assert producer.last_call == "atomic"
 
 
-def test_atomic_without_wait_is_refused(client, producer):
+def test_atomic_always_waits_for_the_commit(client, producer):
     response = client.post("/produce/batch?atomic=true&wait=false", json=SEED_BATCH)
-    assert response.status_code == 422
-    assert producer.sent == []
+    assert response.status_code == 200
+    assert producer.last_call == "atomic"
 
 
 def test_bad_query_value_is_422(client, producer):
