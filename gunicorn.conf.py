@@ -1,8 +1,13 @@
 """gunicorn settings for the producer API; every value comes from producer_api.config (the environment)."""
 
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from producer_api.config import ConfigError, Settings
+from producer_api.logs import logging_config
 
 try:
     settings = Settings.from_env()
@@ -25,18 +30,40 @@ keepalive = 5
 # over; nothing here uses it.
 control_socket_disable = True
 
-# Logging
+# Logging: every line one JSON object on stderr (producer_api/logs.py); the app writes the access lines.
 loglevel = settings.log_level
-accesslog = "-"
+accesslog = None
 errorlog = "-"
+logconfig_dict = logging_config(settings.log_level)
+
+# Metrics: prometheus_client's multiprocess mode, so /metrics counts every worker. The library reads
+# PROMETHEUS_MULTIPROC_DIR when first imported, so on_starting sets it before any worker forks.
+# A directory made here is marked, so that on_exit removes it even after a reload re-read this file.
+_OWN_METRICS_DIR_MARK = ".made-by-producer-api"
 
 
 # Hooks
+def on_starting(server):
+    """Give the workers an empty metrics directory: METRICS_MULTIPROC_DIR, or a fresh private temporary one."""
+    directory = settings.metrics_multiproc_dir
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="producer-api-metrics-")  # mode 0700
+        Path(directory, _OWN_METRICS_DIR_MARK).touch()
+    else:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    for stale in Path(directory).glob("*.db"):  # counters of an earlier run
+        stale.unlink()
+    # Inherited by every worker: prometheus_client reads the first, the workers' Settings the second.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["METRICS_MULTIPROC_DIR"] = directory
+    server.log.info("metrics of every worker in %s", directory)
+
+
 def post_fork(server, worker):
-    """Create this worker's Kafka producer: its I/O thread must start after the fork."""
-    from producer_api import kafka_producer
+    """Create this worker's Kafka producer and metrics sampler: their threads must start after the fork."""
+    from producer_api import kafka_producer, metrics
 
     kafka_producer.open_worker_producer(settings)
+    metrics.start_sampler(kafka_producer.worker_producer)
     worker.log.info("worker %s: Kafka producer for %s ready", worker.pid, settings.bootstrap_servers)
 
 
@@ -51,3 +78,17 @@ def worker_exit(server, worker):
 
     kafka_producer.close_worker_producer(settings.close_timeout_ms / 1000)
     worker.log.info("worker %s: Kafka producer flushed and closed", worker.pid)
+
+
+def child_exit(server, worker):
+    """Drop the gauges of a worker that exited (even by SIGKILL); its counters keep counting in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory if on_starting made it."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and Path(directory, _OWN_METRICS_DIR_MARK).exists():
+        shutil.rmtree(directory, ignore_errors=True)

@@ -9,7 +9,7 @@ __version__ = "1.0.0"
 
 def create_app(settings=None, producer=None) -> Flask:
     """Build the Flask app; without a producer it uses the gunicorn worker's producer opened in post_fork."""
-    from producer_api import auth, docs, kafka_producer, produce, root
+    from producer_api import auth, docs, kafka_producer, metrics, produce, root
     from producer_api.config import Settings
     from producer_api.errors import register_error_handlers
     from producer_api.openapi import build_spec
@@ -23,6 +23,7 @@ def create_app(settings=None, producer=None) -> Flask:
     )
     app.json.sort_keys = False
     register_error_handlers(app)
+    metrics.init_app(app)
     auth.init_app(app)
     kafka_producer.init_app(app, producer)
     for blueprint in (root.bp, produce.bp, docs.bp):

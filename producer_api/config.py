@@ -162,6 +162,7 @@ class Settings:
     max_batch_messages: int = field(default=5000, metadata={"env": "PRODUCER_MAX_BATCH_MESSAGES"})
     max_pending_messages: int = field(default=20000, metadata={"env": "PRODUCER_MAX_PENDING_MESSAGES"})
     log_level: str = field(default="info", metadata={"env": "LOG_LEVEL"})
+    metrics_multiproc_dir: str | None = field(default=None, metadata={"env": "METRICS_MULTIPROC_DIR"})
     # Who may write where
     api_keys: tuple[ApiKey, ...] = field(default=(), repr=False, metadata={"env": "PRODUCER_API_KEYS"})
     api_keys_file: str | None = field(default=None, metadata={"env": "PRODUCER_API_KEYS_FILE"})
@@ -279,4 +280,5 @@ _PARSERS = {
     "max_batch_messages": lambda name, raw: _integer(name, raw, 1),
     "max_pending_messages": lambda name, raw: _integer(name, raw, 1),
     "log_level": lambda name, raw: _choice(name, raw, ("debug", "info", "warning", "error", "critical")),
+    "metrics_multiproc_dir": lambda name, raw: raw,
 }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import current_app
 
+from producer_api import logs, metrics
 from producer_api.auth import authorize_topics
 from producer_api.errors import APIError
 from producer_api.kafka_producer import Delivery, current_producer
@@ -14,6 +17,7 @@ QUEUED = "Queued for delivery"
 
 
 def _outgoing(requests: list[dict]) -> list[OutgoingMessage]:
+    logs.note_messages((request["topic"] for request in requests), len(requests))
     authorize_topics({request["topic"] for request in requests})
     source = current_app.config["PRODUCER_SETTINGS"].client_id
     outgoing = []
@@ -29,7 +33,9 @@ def _outgoing(requests: list[dict]) -> list[OutgoingMessage]:
 
 def produce_one(request: dict, wait: bool = True) -> tuple[dict, int]:
     """Write one message and return where Kafka stored it (or, without wait, that it is queued)."""
-    delivery = current_producer().send_all(_outgoing([request]), wait=wait)[0]
+    outgoing = _outgoing([request])
+    started = time.perf_counter()
+    delivery = metrics.record_deliveries(current_producer().send_all(outgoing, wait=wait), wait, started)[0]
     if delivery.error is not None:
         raise delivery.error
     if not wait:
@@ -60,7 +66,9 @@ def produce_batch(requests: list[dict], wait: bool = True, atomic: bool = False)
     wait = wait or atomic  # a transaction's outcome is only known once it commits
     outgoing = _outgoing(requests)
     producer = current_producer()
+    started = time.perf_counter()
     deliveries = producer.send_atomic(outgoing) if atomic else producer.send_all(outgoing, wait=wait)
+    metrics.record_deliveries(deliveries, wait, started)
     sent = sum(delivery.succeeded for delivery in deliveries)
     body = {"success": sent == len(deliveries), "messages_sent": sent,
             "results": [_batch_result(delivery, wait) for delivery in deliveries]}

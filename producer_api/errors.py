@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ def error_response(status: int, detail, extra: dict | None = None, headers: dict
 
 
 def _handle_api_error(error: APIError):
+    g.error_kind = type(error).__name__
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="producer-api"'
@@ -122,6 +123,7 @@ def _handle_api_error(error: APIError):
 
 
 def _handle_http_exception(error: HTTPException):
+    g.error_kind = type(error).__name__
     detail = error.description or error.name
     if error.code == 413:
         detail = f"Request body too large: the limit is {current_app.config['MAX_CONTENT_LENGTH']} bytes"
@@ -134,6 +136,7 @@ def _handle_http_exception(error: HTTPException):
 def _handle_unexpected(error: Exception):
     # The traceback goes to the log for operators; the client gets no internals.
     log.exception("unhandled error")
+    g.error_kind = "InternalServerError"  # the class of an unexpected exception says nothing a client could cause
     return error_response(500, "Internal server error")
 
 

@@ -14,6 +14,7 @@ from flask import current_app
 from kafka import KafkaProducer
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
+from producer_api import metrics
 from producer_api.config import Settings
 from producer_api.errors import (
     APIError,
@@ -269,6 +270,7 @@ class MessageProducer:
                 return  # another request already replaced it
             self._producer = KafkaProducer(**_producer_config(self._settings))
         log.warning("replaced the Kafka producer after a delivery timeout or a fatal producer error")
+        metrics.RECONNECTS.inc()
         grace = self._settings.delivery_timeout_ms / 1000
         threading.Thread(target=_close_quietly, args=(stuck, grace), daemon=True).start()
 

@@ -1,0 +1,136 @@
+"""JSON log lines with a fake producer: request ids, the access line's fields, and nothing secret in them."""
+
+import json
+import logging
+import re
+import sys
+
+import pytest
+
+from producer_api import create_app
+from producer_api.config import ApiKey
+from producer_api.errors import KafkaUnavailable
+from producer_api.logs import JsonFormatter, logging_config
+from tests.unit.conftest import FakeProducer
+
+BODY_TEXT = "very-private-body-text"
+MESSAGE_KEY = "very-private-message-key"
+
+
+@pytest.fixture
+def access_lines(caplog):
+    """The access lines logged so far, each formatted by the JSON formatter and parsed back."""
+    caplog.set_level(logging.INFO, logger="producer_api.access")
+    formatter = JsonFormatter()
+
+    def lines() -> list[dict]:
+        return [json.loads(formatter.format(record)) for record in caplog.records
+                if record.name == "producer_api.access"]
+
+    return lines
+
+
+def test_each_request_writes_one_access_line_with_its_fields(client, access_lines):
+    response = client.post("/produce", json={"topic": "orders", "key": MESSAGE_KEY, "message": {"t": BODY_TEXT}},
+                           headers={"X-Request-ID": "abc-123.x_y"})
+    assert response.status_code == 200
+    [line] = access_lines()
+    assert line["request_id"] == "abc-123.x_y" == response.headers["X-Request-ID"]
+    assert (line["method"], line["path"], line["status"]) == ("POST", "/produce", 200)
+    assert (line["topic"], line["messages"]) == ("orders", 1)
+    assert line["level"] == "info" and line["logger"] == "producer_api.access" and isinstance(line["pid"], int)
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+    assert "T" in line["time"] and line["time"].endswith("+00:00")
+
+
+def test_batch_access_line_names_its_topics_and_counts_its_messages(client, access_lines):
+    batch = [{"topic": "b", "message": {"t": BODY_TEXT}}, {"topic": "a", "message": {}}, {"topic": "b", "message": {}}]
+    assert client.post("/produce/batch", json=batch).status_code == 200
+    [line] = access_lines()
+    assert (line["topic"], line["messages"]) == ("a,b", 3)
+
+
+@pytest.mark.parametrize("offered", [None, "", "x" * 129, "has space", "semi;colon", "tab\tx", "ünï"])
+def test_an_unusable_request_id_is_replaced_by_a_fresh_one(client, access_lines, offered):
+    headers = {} if offered is None else {"X-Request-ID": offered}
+    response = client.get("/", headers=headers)
+    request_id = response.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert access_lines()[0]["request_id"] == request_id
+
+
+def test_a_request_id_of_128_characters_is_kept(client):
+    offered = "A" * 128
+    assert client.get("/", headers={"X-Request-ID": offered}).headers["X-Request-ID"] == offered
+
+
+def test_every_response_carries_a_request_id_even_errors(client):
+    for response in (client.get("/nowhere"), client.post("/produce", data="{"), client.delete("/produce")):
+        assert response.status_code >= 400 and re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+
+
+def test_lines_never_hold_bodies_keys_or_secrets(make_settings, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret = "api-secret-0123456789"
+    producer = FakeProducer()
+    producer.fail_with = {0: KafkaUnavailable("Failed to produce message: Kafka is unavailable: down")}
+    settings = make_settings(api_keys=(ApiKey("orders-team", secret),), security_protocol="SASL_PLAINTEXT",
+                             sasl_mechanism="PLAIN", sasl_username="user", sasl_password="sasl-password-xyz")
+    client = create_app(settings, producer=producer).test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    client.post("/produce", json={"topic": "t", "key": MESSAGE_KEY, "message": {"x": BODY_TEXT}}, headers=headers)
+    client.post("/produce", data='{"topic": "t", "message": {"x": "' + BODY_TEXT + '"', headers=headers)
+    client.post("/produce", json={"topic": "t", "message": {"x": BODY_TEXT}}, headers={"X-API-Key": "wrong-" + secret})
+    formatted = "\n".join(JsonFormatter().format(record) for record in caplog.records)
+    assert '"api_key": "orders-team"' in formatted and "answered 503" in formatted
+    for private in (BODY_TEXT, MESSAGE_KEY, secret, "sasl-password-xyz"):
+        assert private not in formatted
+
+
+class JsonLines(logging.Handler):
+    """Keeps each record as the JSON formatter writes it when it is emitted."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict] = []
+
+    def emit(self, record):
+        self.lines.append(json.loads(self.format(record)))
+
+
+def test_app_lines_inside_a_request_carry_its_request_id(client, producer):
+    handler, logger = JsonLines(), logging.getLogger("producer_api.errors")
+    logger.addHandler(handler)
+    try:
+        producer.raise_before_send = KafkaUnavailable("Failed to produce message: down")
+        response = client.post("/produce", json={"topic": "t", "message": {}}, headers={"X-Request-ID": "req-7"})
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 503
+    [line] = handler.lines
+    assert line["request_id"] == "req-7" and line["message"].startswith("answered 503")
+
+
+def test_formatter_writes_one_json_object_per_line_with_the_exception():
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        record = logging.getLogger("producer_api.test").makeRecord(
+            "producer_api.test", logging.ERROR, __file__, 1, "failed %s", ("here",), exc_info=sys.exc_info()
+        )
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "failed here" and entry["level"] == "error"
+    assert "ValueError: boom" in entry["exception"] and "request_id" not in entry
+
+
+@pytest.mark.parametrize(("level", "kafka_level"), [("debug", "WARNING"), ("info", "WARNING"), ("error", "ERROR")])
+def test_logging_config_uses_the_level_and_silences_gunicorns_access_log(level, kafka_level):
+    config = logging_config(level)
+    assert config["root"]["level"] == level.upper() and config["loggers"]["gunicorn.error"]["level"] == level.upper()
+    assert config["loggers"]["gunicorn.error"]["propagate"] is False
+    assert config["loggers"]["gunicorn.access"] == {"level": "CRITICAL", "handlers": [], "propagate": False}
+    assert config["loggers"]["kafka"]["level"] == kafka_level
+    assert config["formatters"]["json"]["()"] == "producer_api.logs.JsonFormatter"
