@@ -219,9 +219,14 @@ class Node:
         """The pid of this node's running process, or None (a stale pid file is ignored)."""
         try:
             pid = int(self.pid_file.read_text())
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             return None
+        if state in ("Z", "X"):
+            return None  # exited, not yet reaped
+        if not cmdline:
+            return pid  # between setsid's exec and java's: the command line reads empty for a moment
         if str(self.config_file).encode() not in cmdline:
             return None  # the pid was reused by some other process
         return pid
@@ -496,6 +501,9 @@ class Cluster:
         last_error = "no answer yet"
         while time.monotonic() < deadline:
             dead = [node for node in expected if node.pid() is None]
+            if dead:
+                time.sleep(0.5)  # a second look, so a process caught mid-exec is not taken for a dead one
+                dead = [node for node in dead if node.pid() is None]
             if dead:
                 raise ClusterError(
                     f"Kafka node {dead[0].node_id} exited during start-up:\n{dead[0].log_tail()}"
