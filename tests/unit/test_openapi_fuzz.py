@@ -1,32 +1,21 @@
-"""Schemathesis fuzzes every operation of /openapi.json: no 5xx, and every response matches the document."""
+"""Run the schemathesis fuzz cases (openapi_fuzz_cases.py) in a fresh interpreter.
 
-import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import negative_data_rejection
+In one long pytest process, Python 3.11.7 sometimes raised "SystemError: AST constructor recursion depth mismatch"
+from inside hypothesis while it replayed a case (a CPython bug fixed in 3.11.8), failing the run for no fault of
+the service. A fresh interpreter keeps the fuzzing and makes its verdict depend on the service alone.
+"""
 
-from producer_api import create_app
-from producer_api.config import Settings
-from tests.unit.conftest import FakeProducer
+import subprocess
+import sys
+from pathlib import Path
 
-app = create_app(Settings(max_body_bytes=64 * 1024, max_batch_messages=50), producer=FakeProducer())
-schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-
-
-@schema.parametrize()
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_openapi_document(case):
-    # Schemathesis's check that invalid data is rejected does not accept 413, this service's documented answer to
-    # a batch over the limit, so it is left out; every other check (no 5xx, valid data accepted, responses and
-    # headers as documented) runs.
-    response = case.call_and_validate(excluded_checks=[negative_data_rejection])
-    assert response.status_code < 500
-    if response.status_code >= 400:
-        assert isinstance(response.json()["detail"], str)
+REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("path", ["/produce", "/produce/batch"])
-def test_documented_error_shape_is_the_error_schema(path):
-    operation = app.extensions["openapi"]["paths"][path]["post"]
-    for status in ("400", "413", "422", "503"):
-        assert operation["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+def test_api_conforms_to_its_openapi_document_under_fuzzing():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/openapi_fuzz_cases.py"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout.splitlines()[-1]
