@@ -6,6 +6,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from gunicorn import glogging
+
 from producer_api.config import ConfigError, Settings
 from producer_api.logs import logging_config
 
@@ -35,6 +37,20 @@ loglevel = settings.log_level
 accesslog = None
 errorlog = "-"
 logconfig_dict = logging_config(settings.log_level)
+
+
+class ErrorOnlyLogger(glogging.Logger):
+    """gunicorn's logger without its access log, which the app writes itself.
+
+    With accesslog=None and a logconfig_dict, gunicorn still builds every request's access-log fields and then
+    drops them: about 25 us a request, 20 % of single-message throughput in a profile.
+    """
+
+    def access(self, resp, req, environ, request_time):
+        """Write nothing: producer_api/logs.py writes the access line."""
+
+
+logger_class = ErrorOnlyLogger
 
 # Metrics: prometheus_client's multiprocess mode, so /metrics counts every worker. The library reads
 # PROMETHEUS_MULTIPROC_DIR when first imported, so on_starting sets it before any worker forks.

@@ -65,6 +65,8 @@ def _producer_config(settings: Settings) -> dict:
         "request_timeout_ms": settings.request_timeout_ms,
         "delivery_timeout_ms": settings.delivery_timeout_ms,
         "reconnect_backoff_max_ms": 1000,
+        # kafka-python's own metrics cost the I/O thread about 5 us a message and nothing here reads them.
+        "metrics_enabled": False,
         "security_protocol": settings.security_protocol,
     }
     # Only the options the protocol uses (Settings.check() refuses the others).
