@@ -78,7 +78,11 @@ def test_leader_failover_under_load_loses_and_duplicates_nothing(trio, trio_topi
 
     outcomes, _ = _run_load(service.url, trio_topic, 3.0, kill_leader, 12.0)
     _restart(trio, [leader])
-    acknowledged = [i for outcome in outcomes if outcome.status == 200 for i in outcome.ids]
+    # A batch can be partly written when the leader dies under it (207): its successful results count too.
+    acknowledged = [i for outcome in outcomes if outcome.status == 200 for i in outcome.ids] + [
+        i for outcome in outcomes if outcome.status == 207
+        for i, result in zip(outcome.ids, outcome.body["results"], strict=True) if result["success"]
+    ]
     found = _read_all(trio, trio_topic)
     lost = set(acknowledged) - set(found)
     duplicated = len(found) - len(set(found))
@@ -93,7 +97,11 @@ def test_leader_failover_under_load_loses_and_duplicates_nothing(trio, trio_topi
               f"failed requests {len(failures)} {sorted({o.status for o in failures}, key=str)}, "
               f"failover seen by clients {first_success - killed_at['t']:.1f} s, slowest request {slowest:.1f} s")
     assert not lost and duplicated == 0
-    assert all(o.status in (503, 504) and o.body["detail"] for o in failures), failures[:3]
+    for outcome in failures:
+        if outcome.status == 207:
+            assert all(result["success"] or result["error"] for result in outcome.body["results"])
+        else:
+            assert outcome.status in (503, 504) and outcome.body["detail"], outcome
     assert slowest < 12.0
     assert len(acknowledged) > 100
 
