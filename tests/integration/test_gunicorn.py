@@ -84,10 +84,11 @@ def test_concurrent_requests_on_both_workers_are_all_in_kafka(service, new_topic
         ("GET", "/nowhere", None, 404),
         ("DELETE", "/produce", None, 405),
         ("POST", "/produce", '{"topic": "t", "message": {"x": "' + "y" * 6000 + '"}}', 413),
+        ("POST", "/produce/batch", '[' + ', '.join(['{"topic": "t", "message": {}}'] * 4) + ']', 413),
     ],
 )
 def test_errors_are_json_with_detail(broker, start_gunicorn, method, path, body, status):
-    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_MAX_BODY_BYTES="4096")
+    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_MAX_BODY_BYTES="4096", PRODUCER_MAX_BATCH_MESSAGES="3")
     got, headers, payload = http(method, service.url + path, body)
     assert got == status
     assert headers["Content-Type"] == "application/json"

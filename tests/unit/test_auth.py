@@ -108,6 +108,15 @@ def test_docs_are_open_unless_protected(keyed, make_settings):
     assert protected.get("/openapi.json", headers={"X-API-Key": OPS_KEY}).status_code == 200
 
 
+def test_metrics_are_open_unless_protected(keyed, make_settings):
+    client, _ = keyed
+    assert client.get("/metrics").status_code == 200
+    settings = make_settings(api_keys=(ApiKey("ops", OPS_KEY),), protect_metrics=True)
+    protected = create_app(settings, producer=FakeProducer()).test_client()
+    assert protected.get("/metrics").status_code == 401
+    assert protected.get("/metrics", headers={"Authorization": f"Bearer {OPS_KEY}"}).status_code == 200
+
+
 def test_identify_matches_exactly():
     settings = Settings(api_keys=(ApiKey("a", "a" * 16), ApiKey("b", "b" * 16)))
     assert identify(settings, "b" * 16).name == "b"
