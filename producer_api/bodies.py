@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from flask import request
 from marshmallow import Schema, ValidationError
@@ -12,6 +13,14 @@ from producer_api.errors import InvalidJSON, InvalidRequest, PayloadTooLarge
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # Python reads 1e999 as infinity, which JSON cannot express and the record could not be encoded with.
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"number {text} is out of range")
+    return number
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -30,7 +39,7 @@ def read_json():
     if not data.strip():
         raise InvalidJSON("Request body is empty: send a JSON document")
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant,
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float,
                           object_pairs_hook=_refuse_duplicate_keys)
     except UnicodeDecodeError:
         raise InvalidJSON("Invalid JSON body: it is not valid UTF-8") from None

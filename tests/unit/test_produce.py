@@ -62,6 +62,7 @@ def test_batch_answers_the_seed_fields_plus_partition_and_offset(client, produce
         ('{"topic": "t", "topic": "u", "message": {}}', "duplicate key 'topic'"),
         ('{"topic": "t", "message": {"a": 1, "a": 2}}', "duplicate key 'a'"),
         ('{"topic": "t", "message": {"x": Infinity}}', "Infinity"),
+        ('{"topic": "t", "message": {"x": -1e999}}', "number -1e999 is out of range"),
     ],
 )
 def test_malformed_json_is_400(client, producer, body, fragment):
