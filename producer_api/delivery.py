@@ -10,7 +10,7 @@ from producer_api import logs, metrics
 from producer_api.auth import authorize_topics
 from producer_api.errors import APIError
 from producer_api.kafka_producer import Delivery, current_producer
-from producer_api.messages import OutgoingMessage, to_outgoing
+from producer_api.messages import OutgoingMessage, iso_utc, to_outgoing
 
 SENT = "Message sent successfully"
 QUEUED = "Queued for delivery"
@@ -20,10 +20,12 @@ def _outgoing(requests: list[dict]) -> list[OutgoingMessage]:
     logs.note_messages((request["topic"] for request in requests), len(requests))
     authorize_topics({request["topic"] for request in requests})
     source = current_app.config["PRODUCER_SETTINGS"].client_id
+    now = time.time()  # one arrival time for the whole request, formatted once
+    now_iso = iso_utc(now)
     outgoing = []
     for index, request in enumerate(requests):
         try:
-            outgoing.append(to_outgoing(request, source))
+            outgoing.append(to_outgoing(request, source, now, now_iso))
         except APIError as error:
             if len(requests) > 1:
                 error.detail = f"{error.detail} (message at index {index})"

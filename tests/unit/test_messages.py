@@ -57,3 +57,14 @@ def test_to_outgoing_without_key():
 def test_text_without_a_utf8_form_is_refused(request_body):
     with pytest.raises(InvalidRequest):
         to_outgoing(request_body, "src", NOW)
+
+
+def test_to_outgoing_writes_integers_beyond_64_bits_exactly():
+    big = 2**70 + 1
+    assert json.loads(to_outgoing({"topic": "t", "message": {"n": big}}, "src", NOW).value)["n"] == big
+
+
+def test_to_outgoing_uses_the_given_arrival_text():
+    outgoing = to_outgoing({"topic": "t", "message": {}}, "src", NOW, "then")
+    assert outgoing.accepted_at == "then"
+    assert json.loads(outgoing.value)["timestamp"] == "then"
