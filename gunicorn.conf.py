@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gunicorn import glogging
 
+from producer_api.balance import ConnectionBalance
 from producer_api.config import ConfigError, Settings
 from producer_api.logs import logging_config
 
@@ -31,6 +32,8 @@ keepalive = 5
 # gunicorn 27's control socket has one default path per user, which two services on one machine would fight
 # over; nothing here uses it.
 control_socket_disable = True
+# Made here, in the master before it forks, so that every worker shares it (producer_api/balance.py).
+connection_balance = ConnectionBalance(settings.workers)
 
 # Logging: every line one JSON object on stderr (producer_api/logs.py); the app writes the access lines.
 loglevel = settings.log_level
@@ -84,8 +87,9 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Log that the worker has its signal handlers and app, so it can serve and shut down cleanly."""
-    worker.log.info("worker %s: serving", worker.pid)
+    """Let busier workers leave new connections to this one, and log that it can serve and shut down cleanly."""
+    balanced = connection_balance.join(worker)
+    worker.log.info("worker %s: serving%s", worker.pid, " (new connections balanced over workers)" if balanced else "")
 
 
 def worker_exit(server, worker):
@@ -97,9 +101,10 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    """Drop the gauges of a worker that exited (even by SIGKILL); its counters keep counting in the sums."""
+    """Free the worker's balance slot and drop its gauges (even after SIGKILL); its counters stay in the sums."""
     from prometheus_client import multiprocess
 
+    connection_balance.leave(worker.pid)
     multiprocess.mark_process_dead(worker.pid)
 
 

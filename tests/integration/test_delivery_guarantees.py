@@ -230,26 +230,12 @@ def test_sigterm_flushes_fire_and_forget_messages(broker, start_gunicorn, new_to
     assert sorted(found) == sorted(queued)
 
 
-def _worker_pids(master_pid: int) -> set[int]:
-    from pathlib import Path
-
-    pids = set()
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(master_pid):
-            pids.add(int(status.parent.name))
-    return pids
-
-
 def test_killed_worker_is_replaced_with_its_own_producer(broker, start_gunicorn, new_topic, read_topic):
     import os
 
     service = start_gunicorn(broker.bootstrap_servers)
     topic = new_topic()
-    before = _worker_pids(service.process.pid)
+    before = service.worker_pids()
     assert len(before) == 2
     victim = min(before)
 
@@ -257,7 +243,7 @@ def test_killed_worker_is_replaced_with_its_own_producer(broker, start_gunicorn,
         os.kill(victim, signal.SIGKILL)
 
     outcomes, _ = _run_load(service.url, topic, 1.5, kill_worker, 4.0)
-    after = _worker_pids(service.process.pid)
+    after = service.worker_pids()
     assert victim not in after and len(after) == 2
     failed = [outcome for outcome in outcomes if outcome.status != 200]
     # Only requests the killed worker held can fail, and they fail as lost connections, not wrong answers.

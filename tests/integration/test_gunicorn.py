@@ -2,6 +2,7 @@
 
 import json
 import signal
+import socket
 import time
 
 import pytest
@@ -132,3 +133,27 @@ def test_bad_configuration_stops_start_up_with_the_variable_named(broker, tmp_pa
     assert result.returncode != 0
     assert "PRODUCER_WORKERS must be a whole number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_connections_opened_together_are_spread_over_the_workers(service):
+    # A client pool opening its keep-alive connections at once often landed them all on one worker under load
+    # (measured with wrk -c8: 3 runs in 8); this checks the balance is in place in every worker and spreads an
+    # idle service's connections. tests/unit/test_balance.py checks the deferring itself.
+    assert service.log().count("(new connections balanced over workers)") == 2
+    port = int(service.url.rsplit(":", 1)[1])
+    connections = [socket.socket() for _ in range(8)]
+    try:
+        for connection in connections:  # all at once, as wrk and connection pools do
+            connection.setblocking(False)
+            connection.connect_ex(("127.0.0.1", port))
+        for connection in connections:
+            connection.settimeout(10)
+            connection.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        for connection in connections:
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200")  # answered, and kept alive
+        counts = service.connections_per_worker()
+        assert sum(counts.values()) == 8, counts
+        assert min(counts.values()) >= 2, counts
+    finally:
+        for connection in connections:
+            connection.close()
