@@ -112,6 +112,7 @@ def render(records: list[dict], summary: dict, meta: dict) -> str:
     """The human-readable report: results table, ratios, memory, the wrk and Kafka checks."""
     lines = [f"Benchmark: {meta['repetitions']} repetition(s), {meta['settings']['workers']} workers x "
              f"{meta['settings']['threads']} threads, linger {meta['settings']['linger_ms']} ms, "
+             f"{meta['settings'].get('max_in_flight', 5)} requests in flight, "
              f"request body {meta['request_bytes']} B, record value {meta['record_value_bytes']} B, "
              f"{meta['cpus']} CPUs", ""]
     lines.append(f"{'configuration':<12} {'load':<26} {'rate (median)':>20} {'p50 ms':>8} {'p99 ms':>8} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from fnmatch import fnmatchcase
+from functools import lru_cache
 
 from flask import Flask, current_app, g, request
 
@@ -58,16 +59,20 @@ def _authenticate() -> None:
         )
 
 
+@lru_cache(maxsize=4096)
+def _matches_any(topic: str, patterns: tuple[str, ...]) -> bool:
+    # Settings never change while the service runs, so a topic's answer is worked out once, not per message.
+    return any(fnmatchcase(topic, pattern) for pattern in patterns)
+
+
 def authorize_topics(topics: set[str]) -> None:
     """Refuse (403) the whole request if the topic policy or the caller's key forbids any of its topics."""
     settings = current_app.config["PRODUCER_SETTINGS"]
     key: ApiKey | None = g.get("api_key")
     for topic in sorted(topics):
-        if any(fnmatchcase(topic, pattern) for pattern in settings.topic_deny) or not any(
-            fnmatchcase(topic, pattern) for pattern in settings.topic_allow
-        ):
+        if _matches_any(topic, settings.topic_deny) or not _matches_any(topic, settings.topic_allow):
             raise Forbidden(f"Writing to topic '{topic}' is not allowed by this service's topic policy")
-        if key is not None and not any(fnmatchcase(topic, pattern) for pattern in key.topics):
+        if key is not None and not _matches_any(topic, key.topics):
             raise Forbidden(f"API key '{key.name}' may not write to topic '{topic}'")
 
 

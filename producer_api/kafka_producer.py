@@ -58,6 +58,7 @@ def _producer_config(settings: Settings) -> dict:
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": settings.linger_ms,
+        "max_in_flight_requests_per_connection": settings.max_in_flight,
         "batch_size": settings.batch_size,
         "compression_type": None if settings.compression_type == "none" else settings.compression_type,
         "max_request_size": settings.max_request_size,

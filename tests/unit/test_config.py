@@ -12,7 +12,8 @@ def test_defaults_match_the_seed_guide():
     assert settings.bootstrap_servers == "localhost:9092"
     assert settings.client_id == "python-producer-api"
     assert settings.batch_size == 16384
-    assert settings.linger_ms == 1
+    assert settings.linger_ms == 0
+    assert settings.max_in_flight == 2
 
 
 def test_values_are_read_from_the_environment():

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from producer_api.bodies import load_query
 from producer_api.errors import DeliveryTimeout, KafkaUnavailable, TopicNotFound, UnknownPartition
+from producer_api.schemas import BatchOptionsSchema, ProduceOptionsSchema
 
 SEED_SINGLE = {
     "topic": "test-topic",
@@ -218,3 +220,9 @@ def test_too_many_pending_is_429_with_retry_after(client, producer):
     response = client.post("/produce", json=SEED_SINGLE)
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("schema", [ProduceOptionsSchema(), BatchOptionsSchema()])
+def test_options_without_a_query_string_are_the_schema_defaults(app, schema):
+    with app.test_request_context("/produce"):
+        assert load_query(schema) == schema.load({})
