@@ -14,6 +14,10 @@ from producer_api.config import Settings
 
 SAMPLE_EVERY_S = 10
 SOAK_CONNECTIONS = 4
+# Beside the single messages, batches keep the batch path's memory (parsed bodies, results) in the soak too.
+SOAK_BATCH = 100
+SOAK_BATCH_CONNECTIONS = 2
+SOAK_BATCH_SHARE = 0.1  # batch requests per single request: 200 req/s of singles bring 20 batches, 2,000 msg/s
 STEADY_SLOPE_KIB_PER_MIN = 256  # below this over the second half, the worker's memory is called steady
 
 
@@ -44,11 +48,13 @@ def trend(samples: list[dict]) -> list[dict]:
 
 
 def run_soak(wrk: str, env: dict[str, str], seconds: float, rate: float, work_dir: Path, log_dir: Path) -> dict:
-    """Run POST /produce at about `rate` requests/s for `seconds`, sampling worker RSS, and return the data."""
+    """Run POST /produce at about `rate` requests/s and batches beside them for `seconds`, sampling worker RSS."""
     settings = Settings.from_env(env)
     topic = TOPICS[SERVICE]
     bodies = payload.write_lines(work_dir / "soak.txt", payload.request_lines(topic, 1))
+    batch_bodies = payload.write_lines(work_dir / "soak-batch.txt", payload.request_lines(topic, SOAK_BATCH))
     pause_ms = 1000 * SOAK_CONNECTIONS / rate
+    batch_pause_ms = 1000 * SOAK_BATCH_CONNECTIONS / (rate * SOAK_BATCH_SHARE)
     server = Server(SERVICE, *SERVER_SPECS[SERVICE], PORTS[SERVICE], env, log_dir / "soak.log")
     counter = OffsetCounter()
     try:
@@ -58,8 +64,11 @@ def run_soak(wrk: str, env: dict[str, str], seconds: float, rate: float, work_di
         run_wrk(wrk, f"{server.url}/produce", bodies, WARMUP_CONNECTIONS, 3)
         before = counter.settled_total(topic)
         progress(f"soak: {seconds:.0f} s at about {rate:.0f} req/s ({SOAK_CONNECTIONS} connections, "
-                 f"{pause_ms:.0f} ms pause), RSS sampled every {SAMPLE_EVERY_S} s")
+                 f"{pause_ms:.0f} ms pause) and {rate * SOAK_BATCH_SHARE:.0f} batches of {SOAK_BATCH}/s "
+                 f"({SOAK_BATCH_CONNECTIONS} connections), RSS sampled every {SAMPLE_EVERY_S} s")
         run = WrkRun(wrk, f"{server.url}/produce", bodies, SOAK_CONNECTIONS, seconds, pause_ms)
+        batch_run = WrkRun(wrk, f"{server.url}/produce/batch", batch_bodies, SOAK_BATCH_CONNECTIONS, seconds,
+                           batch_pause_ms)
         began = time.monotonic()
         samples = []
         for index in range(int(seconds // SAMPLE_EVERY_S) + 1):
@@ -68,7 +77,7 @@ def run_soak(wrk: str, env: dict[str, str], seconds: float, rate: float, work_di
             samples.append({"t": round(time.monotonic() - began, 1), "rss_kib": sizes})
             progress(f"soak: t={samples[-1]['t']:>5.0f} s  worker RSS MiB "
                      + " / ".join(f"{size / 1024:.1f}" for size in sizes.values()))
-        result = run.result()
+        result, batch_result = run.result(), batch_run.result()
         written = counter.settled_total(topic) - before
     finally:
         counter.close()
@@ -76,8 +85,14 @@ def run_soak(wrk: str, env: dict[str, str], seconds: float, rate: float, work_di
     return {
         "seconds": seconds, "target_rate": rate, "connections": SOAK_CONNECTIONS,
         "rate": result.ok / result.duration_s, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
-        "errors": result.error_count, "wrk": result.as_dict(), "samples": samples, "trend": trend(samples),
-        "kafka": kafka_check(result.ok, written, SOAK_CONNECTIONS + result.error_count),
+        "errors": result.error_count, "wrk": result.as_dict(),
+        "batch": {"messages_per_request": SOAK_BATCH, "rate": batch_result.ok / batch_result.duration_s,
+                  "p50_ms": batch_result.p50_ms, "p99_ms": batch_result.p99_ms,
+                  "errors": batch_result.error_count, "wrk": batch_result.as_dict()},
+        "samples": samples, "trend": trend(samples),
+        "kafka": kafka_check(result.ok + batch_result.ok * SOAK_BATCH, written,
+                             SOAK_CONNECTIONS + result.error_count
+                             + (SOAK_BATCH_CONNECTIONS + batch_result.error_count) * SOAK_BATCH),
     }
 
 
@@ -88,6 +103,9 @@ def render_soak(soak: dict, meta: dict) -> str:
         f"Soak: {soak['seconds']:.0f} s of POST /produce at {soak['rate']:,.0f} req/s "
         f"(at most {soak['target_rate']:.0f}), p50 {soak['p50_ms']:.1f} ms, p99 {soak['p99_ms']:.1f} ms, "
         f"errors {soak['errors']}",
+        f"  and POST /produce/batch of {soak['batch']['messages_per_request']} at {soak['batch']['rate']:,.1f} "
+        f"req/s, p50 {soak['batch']['p50_ms']:.1f} ms, p99 {soak['batch']['p99_ms']:.1f} ms, "
+        f"errors {soak['batch']['errors']}",
         f"  {'series':<16} {'first MiB':>10} {'last MiB':>10} {'max MiB':>10} {'slope KiB/min':>14} "
         f"{'2nd half KiB/min':>17}  trend",
     ]
