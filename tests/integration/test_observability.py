@@ -82,8 +82,13 @@ def test_counts_and_logs_over_two_workers_survive_a_killed_worker(broker, start_
     assert before.get(("producer_errors_total", ()), 0) == 0
 
     # One JSON access line per request, with the request id sent, served by both workers; no body text anywhere.
-    access = {entry["request_id"]: entry for entry in log_entries(service)
-              if entry["logger"] == "producer_api.access" and entry["request_id"].startswith("obs-")}
+    deadline = time.monotonic() + 5  # a worker's request threads hand their lines to its log-writer thread
+    while True:
+        access = {entry["request_id"]: entry for entry in log_entries(service)
+                  if entry["logger"] == "producer_api.access" and entry["request_id"].startswith("obs-")}
+        if len(access) >= 43 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(access) == 43
     assert {(entry["path"], entry["status"], entry["topic"], entry["messages"]) for entry in access.values()} == {
         ("/produce", 200, topic, 1), ("/produce/batch", 200, topic, 10)}

@@ -134,3 +134,34 @@ def test_logging_config_uses_the_level_and_silences_gunicorns_access_log(level, 
     assert config["loggers"]["gunicorn.access"] == {"level": "CRITICAL", "handlers": [], "propagate": False}
     assert config["loggers"]["kafka"]["level"] == kafka_level
     assert config["formatters"]["json"]["()"] == "producer_api.logs.JsonFormatter"
+
+
+def test_batching_handler_writes_every_line_in_order_from_any_thread():
+    import io
+    import logging
+    import threading
+
+    from producer_api.logs import BatchingStreamHandler
+
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("test.batching")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        threads = [threading.Thread(target=lambda n=n: [logger.warning("t%d-%d", n, i) for i in range(200)])
+                   for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        logger.warning("main")  # from the main thread: written at once, after everything queued before it
+        lines = stream.getvalue().splitlines()
+    finally:
+        logger.removeHandler(handler)
+    assert lines[-1] == "main"
+    assert sorted(lines[:-1]) == sorted(f"t{n}-{i}" for n in range(4) for i in range(200))
+    for n in range(4):  # each thread's lines keep their order
+        own = [line for line in lines if line.startswith(f"t{n}-")]
+        assert own == [f"t{n}-{i}" for i in range(200)]
