@@ -46,6 +46,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+MAX_QUEUED_LINES = 10000  # past this, a logging thread writes itself instead of queueing: memory stays bounded
+
+
 class BatchingStreamHandler(logging.Handler):
     """Write log lines from one thread per process, all the lines waiting at that moment in one write.
 
@@ -79,8 +82,8 @@ class BatchingStreamHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - logging must never break the request
             self.handleError(record)
             return False
-        if threading.current_thread() is threading.main_thread():
-            self.flush()
+        if threading.current_thread() is threading.main_thread() or len(self._pending) > MAX_QUEUED_LINES:
+            self.flush()  # also when the writer falls behind (stderr blocked): wait for it, as StreamHandler would
             return True
         if self._writer is None:
             self._start_writer()

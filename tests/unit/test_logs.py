@@ -165,3 +165,29 @@ def test_batching_handler_writes_every_line_in_order_from_any_thread():
     for n in range(4):  # each thread's lines keep their order
         own = [line for line in lines if line.startswith(f"t{n}-")]
         assert own == [f"t{n}-{i}" for i in range(200)]
+
+
+def test_batching_handler_writes_itself_when_the_queue_is_full(monkeypatch):
+    import io
+    import logging
+    import threading
+
+    from producer_api import logs
+
+    monkeypatch.setattr(logs, "MAX_QUEUED_LINES", 3)
+    stream = io.StringIO()
+    handler = logs.BatchingStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler._writer = threading.current_thread()  # a writer that never writes: the queue can only grow
+    queued = []
+
+    def log_from_a_thread():
+        for index in range(10):
+            handler.handle(logging.makeLogRecord({"msg": f"line {index}"}))
+            queued.append(len(handler._pending))
+
+    thread = threading.Thread(target=log_from_a_thread)
+    thread.start()
+    thread.join()
+    assert max(queued) <= 3
+    assert stream.getvalue().splitlines() + list(handler._pending) == [f"line {index}" for index in range(10)]
