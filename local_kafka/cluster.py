@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -32,6 +33,18 @@ _CREDENTIAL = re.compile(r"[A-Za-z0-9._-]+")
 # The broker's PKCS12 keystore sits beside its unencrypted PEM key under .kafka/<name>/tls: nothing to protect.
 KEYSTORE_PASSWORD = "local-kafka"
 
+
+
+def new_cluster_id() -> str:
+    """A random UUID as Kafka writes it (22 characters of URL-safe base64), never starting with '-'.
+
+    kafka-storage's argument parser reads an id starting with '-' as an option ("--cluster-id: expected one
+    argument"), which is why Kafka's own Uuid.randomUuid() skips such ids too; 1 id in 64 starts with '-'.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 class ClusterError(RuntimeError):
     """The local Kafka could not be fetched, started or stopped; the message says why."""
@@ -426,9 +439,7 @@ class Cluster:
         id_file = self.directory / "cluster.id"
         if id_file.is_file():
             return id_file.read_text().strip()
-        # Kafka's cluster id: a random UUID as 22 characters of URL-safe base64.
-        import base64
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         self.directory.mkdir(parents=True, exist_ok=True)
         id_file.write_text(cluster_id)
         return cluster_id

@@ -47,3 +47,14 @@ def test_sasl_ssl_cluster_keeps_the_port_layout_and_adds_a_plaintext_port_after_
 def test_bad_security_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         Cluster("unit", **options)
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch):
+    import uuid
+
+    from local_kafka import cluster
+
+    # 0xf8 makes the base64 text start with '-' (URL-safe alphabet: 62 is '-').
+    ids = iter([uuid.UUID(bytes=bytes([0xF8]) + bytes(15)), uuid.UUID(bytes=bytes([0x10]) + bytes(15))])
+    monkeypatch.setattr(cluster.uuid, "uuid4", lambda: next(ids))
+    assert cluster.new_cluster_id() == "EAAAAAAAAAAAAAAAAAAAAA"
