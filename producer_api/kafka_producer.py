@@ -134,6 +134,7 @@ class MessageProducer:
         self._check_destinations(messages)
         self._reserve(len(messages))
         producer = self._producer
+        deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000 + 0.25
         outcomes: list = []  # a future per message, or the exception send() raised for it
         for message in messages:
             try:
@@ -143,10 +144,11 @@ class MessageProducer:
                 outcomes.append(error)
         if not wait:
             return [self._queued(message, outcome) for message, outcome in zip(messages, outcomes, strict=True)]
-        deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000 + 0.25
-        deliveries = [self._await(message, outcome, deadline)
-                      for message, outcome in zip(messages, outcomes, strict=True)]
-        self._release_when_settled(outcomes)
+        try:
+            deliveries = [self._await(message, outcome, deadline)
+                          for message, outcome in zip(messages, outcomes, strict=True)]
+        finally:
+            self._release_when_settled(outcomes)
         self._note_outcome(producer, deliveries)
         return deliveries
 
