@@ -266,7 +266,9 @@ class MessageProducer:
 
     def _note_outcome(self, producer: KafkaProducer, deliveries: list[Delivery]) -> None:
         if any(isinstance(delivery.error, DeliveryTimeout) for delivery in deliveries):
-            self._unreachable = not self.is_connected(timeout=1.0)
+            # The next request asks Kafka before queueing (_refuse_while_unreachable); asking here would keep
+            # this request up to a second past its delivery timeout.
+            self._unreachable = True
             self._replace(producer)
         elif any(delivery.error for delivery in deliveries) and _has_fatal_error(producer):
             self._replace(producer)
