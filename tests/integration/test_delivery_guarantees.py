@@ -64,6 +64,32 @@ def test_fire_and_forget_is_202_and_delivered(make_client, new_topic, read_topic
     assert producer.queued_failures == 0 and producer.pending == 0
 
 
+def test_concurrent_requests_are_all_acknowledged_and_read_back(make_client, new_topic, read_topic):
+    """Many threads sending at once: a wake-up of the I/O thread lost between them would leave requests waiting
+    until their delivery timeout (seen with a wrong coalescing of wake-ups: 16 of 1,600 requests)."""
+    client, producer = make_client()
+    topic = new_topic()
+    statuses = []
+
+    def send(thread: int) -> None:
+        for n in range(100):
+            response = client.post("/produce", json={"topic": topic, "message": {"t": thread, "n": n}})
+            statuses.append(response.status_code)
+        batch = [{"topic": topic, "message": {"t": thread, "n": n}} for n in range(100, 300)]
+        statuses.append(client.post("/produce/batch", json=batch).status_code)
+
+    threads = [threading.Thread(target=send, args=(thread,)) for thread in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * len(statuses) and len(statuses) == 16 * 101
+    records = read_topic(topic, 16 * 300)
+    assert sorted((value["t"], value["n"]) for value in (json.loads(r.value) for r in records)) == [
+        (thread, n) for thread in range(16) for n in range(300)
+    ]
+
+
 @pytest.mark.own_broker
 def test_backpressure_answers_429_instead_of_queueing_more(make_client, own_broker, new_topic, read_topic):
     client, producer = make_client(max_pending_messages=20)
