@@ -1,4 +1,10 @@
-"""Ceiling A: kafka-python alone, one process per service worker, sending the service's records flat out."""
+"""Ceiling A: kafka-python alone, one process per service worker, sending the service's records flat out.
+
+Ceiling A runs the producer exactly as the service builds it: the service's options (acks=all, idempotence,
+linger, batch size, its key-hash caching partitioner) and its coalesced I/O-thread wake-ups. Ceiling A0 runs
+kafka-python as shipped, with the same options but its default partitioner and wake-ups: the difference between
+the two is what the service's changes to the client are worth.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +14,26 @@ import threading
 import time
 
 from kafka import KafkaProducer
+from kafka.partitioner import DefaultPartitioner
 
 from bench.payload import USER_IDS, produce_request
 from producer_api.config import Settings
-from producer_api.kafka_producer import _producer_config
+from producer_api.kafka_producer import _new_kafka_producer, _producer_config
 from producer_api.messages import to_outgoing
 
 MAX_MESSAGES_PER_PROCESS = 5_000_000
 
 
-def _produce(settings: Settings, topic: str, duration_s: float, start, results) -> None:
+def _new_producer(settings: Settings, as_shipped: bool) -> KafkaProducer:
+    if as_shipped:
+        return KafkaProducer(**{**_producer_config(settings), "partitioner": DefaultPartitioner()})
+    return _new_kafka_producer(settings)
+
+
+def _produce(settings: Settings, topic: str, duration_s: float, as_shipped: bool, start, results) -> None:
     """Send records without waiting for each (send() only), flush at the end, and report the counts."""
     try:
-        # The service's own producer settings (acks=all, idempotence, linger, batch size): the ceiling is the
-        # client limit of exactly the producer the service runs.
-        producer = KafkaProducer(**_producer_config(settings))
+        producer = _new_producer(settings, as_shipped)
         records = [to_outgoing(produce_request(topic, user), settings.client_id) for user in USER_IDS]
         producer.send(topic, key=records[0].key, value=records[0].value).get(timeout=30)  # metadata, connection
         start.wait(timeout=60)
@@ -50,13 +61,13 @@ def _first_report(results) -> object:
         return "no report"
 
 
-def run_ceiling(settings: Settings, topic: str, processes: int, duration_s: float) -> dict:
+def run_ceiling(settings: Settings, topic: str, processes: int, duration_s: float, as_shipped: bool = False) -> dict:
     """Run the producers side by side for about duration_s and return messages/s over all of them."""
     context = multiprocessing.get_context("spawn")  # a producer's I/O thread must not cross a fork
     start = context.Barrier(processes + 1)
     results = context.Queue()
-    workers = [context.Process(target=_produce, args=(settings, topic, duration_s, start, results), daemon=True)
-               for _ in range(processes)]
+    arguments = (settings, topic, duration_s, as_shipped, start, results)
+    workers = [context.Process(target=_produce, args=arguments, daemon=True) for _ in range(processes)]
     for worker in workers:
         worker.start()
     try:

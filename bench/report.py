@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from statistics import median
 
-from bench.suite import BASELINE, CEILING_A, CEILING_B, CEILING_B_LOAD, LOADS, SERVICE
+from bench.suite import BASELINE, CEILING_A, CEILING_A0, CEILING_B, CEILING_B_LOAD, LOADS, SERVICE
 
 WRK_CPU_LIMIT_PCT = 80.0  # one wrk thread can use at most 100% of a core
 CEILING_B_MARGIN = 1.5    # ceiling B, driven by the same wrk, must be well above the service
@@ -17,7 +17,9 @@ def _find(records: list[dict], repetition: int, config: str, load: str | None = 
 
 def _rows(records: list[dict]) -> list[tuple[str, str]]:
     """(config, load) of every row of the table, in the order printed."""
-    rows = [(CEILING_A, record["load"]) for record in records if record["config"] == CEILING_A][:1]
+    rows = []
+    for config in (CEILING_A, CEILING_A0):
+        rows += [(config, record["load"]) for record in records if record["config"] == config][:1]
     rows.append((CEILING_B, CEILING_B_LOAD.name))
     rows += [(config, load.name) for config in (SERVICE, BASELINE) for load in LOADS]
     return rows
@@ -42,7 +44,8 @@ def medians(records: list[dict]) -> list[dict]:
 
 def paired_ratios(records: list[dict]) -> list[dict]:
     """Ratios taken within each repetition (service over a ceiling or the baseline), then their median."""
-    pairs = [(f"service {load.name} / ceiling A", (SERVICE, load.name), (CEILING_A, None))
+    pairs = [(f"service {load.name} / ceiling {name}", (SERVICE, load.name), (config, None))
+             for config, name in ((CEILING_A, "A"), (CEILING_A0, "A0 (as shipped)"))
              for load in LOADS if load.batch > 1]
     pairs.append((f"service {CEILING_B_LOAD.name} / ceiling B", (SERVICE, CEILING_B_LOAD.name),
                   (CEILING_B, CEILING_B_LOAD.name)))
@@ -85,7 +88,7 @@ def wrk_check(records: list[dict]) -> dict:
 def kafka_totals(records: list[dict]) -> list[dict]:
     """Per writing configuration: messages acknowledged to the client, messages Kafka holds, failed checks."""
     totals = []
-    for config in (CEILING_A, SERVICE, BASELINE):
+    for config in (CEILING_A, CEILING_A0, SERVICE, BASELINE):
         checks = [record["kafka"] for record in records if record["config"] == config and "kafka" in record]
         if checks:
             totals.append({

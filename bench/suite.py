@@ -16,9 +16,10 @@ from bench.servers import Server
 from local_kafka.cluster import Cluster
 from producer_api.config import Settings
 
-SERVICE, BASELINE, CEILING_A, CEILING_B = "service", "baseline C", "ceiling A", "ceiling B"
-TOPICS = {SERVICE: "bench-service", BASELINE: "bench-baseline", CEILING_A: "bench-ceiling", CEILING_B: "bench-echo"}
-WRITING_CONFIGS = (SERVICE, BASELINE, CEILING_A)
+SERVICE, BASELINE, CEILING_A, CEILING_A0, CEILING_B = "service", "baseline C", "ceiling A", "ceiling A0", "ceiling B"
+TOPICS = {SERVICE: "bench-service", BASELINE: "bench-baseline", CEILING_A: "bench-ceiling",
+          CEILING_A0: "bench-ceiling-shipped", CEILING_B: "bench-echo"}
+WRITING_CONFIGS = (SERVICE, BASELINE, CEILING_A, CEILING_A0)
 PORTS = {SERVICE: 18001, BASELINE: 18002, CEILING_B: 18003}
 SERVER_SPECS = {  # gunicorn config file and app, relative to the repository
     SERVICE: ("gunicorn.conf.py", "wsgi:app"),
@@ -127,6 +128,7 @@ class Suite:
                 steps.append(lambda load=load: self._http(servers[CEILING_B], load))
             if load.batch > 1 and LOADS[index - 1].batch == 1:
                 steps.append(self._ceiling_a)
+                steps.append(lambda: self._ceiling_a(as_shipped=True))
             pair = [servers[SERVICE], servers[BASELINE]]
             for server in (pair if repetition % 2 == 0 else reversed(pair)):
                 steps.append(lambda server=server, load=load: self._http(server, load))
@@ -163,16 +165,17 @@ class Suite:
             record["kafka"] = kafka_check(result.ok * load.batch, written, unanswered_bound)
         return record
 
-    def _ceiling_a(self) -> dict:
-        """kafka-python alone in as many processes as the service has workers."""
-        topic = TOPICS[CEILING_A]
+    def _ceiling_a(self, as_shipped: bool = False) -> dict:
+        """kafka-python alone in as many processes as the service has workers (A0: as shipped, see ceiling.py)."""
+        config = CEILING_A0 if as_shipped else CEILING_A
+        topic = TOPICS[config]
         before = self.counter.settled_total(topic)
         broker_cpu = broker_cpu_seconds(self.cluster)
-        result = run_ceiling(self.settings, topic, self.settings.workers, self.durations.ceiling_s)
+        result = run_ceiling(self.settings, topic, self.settings.workers, self.durations.ceiling_s, as_shipped)
         broker_cpu = broker_cpu_seconds(self.cluster) - broker_cpu
         written = self.counter.settled_total(topic) - before
         return {
-            "config": CEILING_A, "load": f"send() x {result['processes']} processes", "unit": "msg/s",
+            "config": config, "load": f"send() x {result['processes']} processes", "unit": "msg/s",
             "rate": result["rate"], "messages": result["messages"], "duration_s": result["duration_s"],
             "value_bytes": result["value_bytes"], "errors": 0,
             "cpu_pct_of_one_core": {"broker": 100 * broker_cpu / result["duration_s"]},

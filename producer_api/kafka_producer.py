@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 import kafka.errors as kafka_errors
 from flask import current_app
 from kafka import KafkaProducer
+from kafka.partitioner import DefaultPartitioner
+from kafka.partitioner.default import murmur2
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from producer_api import metrics
@@ -48,6 +51,32 @@ class Delivery:
         return self.error is None
 
 
+MAX_CACHED_KEY_BYTES = 256  # keys are cached with their hash: at most 4,096 x 256 bytes
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_key_hash(key: bytes) -> int:
+    return murmur2(key) & 0x7FFFFFFF
+
+
+class KeyHashCachingPartitioner(DefaultPartitioner):
+    """kafka-python's default partitioner, with the murmur2 hash of recent keys remembered.
+
+    The hash is pure Python, 3 us for an 8-byte key, and the default partitioner also builds two partition lists
+    per message: together about a quarter of send()'s cost here. Keys go to the same partitions as with the
+    default (and the Java client); messages without a key are placed exactly as the default does.
+    """
+
+    def partition(self, topic, key, serialized_key, value, serialized_value, cluster):
+        """The partition for a message: its key's hash modulo the topic's partitions, as kafka-python does."""
+        if serialized_key is None or len(serialized_key) > MAX_CACHED_KEY_BYTES:
+            return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+        partitions = cluster.partitions_for_topic(topic)
+        if not partitions:
+            raise ValueError(f"Topic {topic} not found in ClusterMetadata")
+        return sorted(partitions)[_cached_key_hash(bytes(serialized_key)) % len(partitions)]
+
+
 def _producer_config(settings: Settings) -> dict:
     config = {
         "bootstrap_servers": settings.bootstrap_servers.split(","),
@@ -68,6 +97,7 @@ def _producer_config(settings: Settings) -> dict:
         "reconnect_backoff_max_ms": 1000,
         # kafka-python's own metrics cost the I/O thread about 5 us a message and nothing here reads them.
         "metrics_enabled": False,
+        "partitioner": KeyHashCachingPartitioner(),
         "security_protocol": settings.security_protocol,
     }
     # Only the options the protocol uses (Settings.check() refuses the others).
