@@ -5,6 +5,7 @@ import json
 import time
 
 import pytest
+from kafka.partitioner.default import murmur2
 
 from producer_api import create_app
 from producer_api.kafka_producer import MessageProducer
@@ -51,6 +52,23 @@ def test_same_key_lands_in_same_partition(live_client, new_topic, read_topic):
     assert len(records) == 20
     for record in records:
         assert {record.partition} == partitions[record.key.decode()]
+
+
+def test_keys_land_where_kafkas_default_partitioner_puts_them(live_client, new_topic, read_topic):
+    """Single and batch messages with a key go to murmur2(key) % partitions, as with kafka-python's and the Java
+    client's default partitioner; messages without a key are spread over the partitions."""
+    topic = new_topic(partitions=5)
+    keys = [f"customer-{n}" for n in range(40)]
+    for key in keys[:10]:
+        assert live_client.post("/produce", json={"topic": topic, "key": key, "message": {}}).status_code == 200
+    batch = [{"topic": topic, "key": key, "message": {}} for key in keys[10:]]
+    batch += [{"topic": topic, "message": {"keyless": n}} for n in range(60)]
+    assert live_client.post("/produce/batch", json=batch).status_code == 200
+    records = read_topic(topic, 100)
+    assert len(records) == 100
+    expected = {key: (murmur2(key.encode()) & 0x7FFFFFFF) % 5 for key in keys}
+    assert {record.key.decode(): record.partition for record in records if record.key} == expected
+    assert len({record.partition for record in records if record.key is None}) > 1
 
 
 def test_batch_is_in_kafka_where_each_result_says(live_client, new_topic, read_topic):
