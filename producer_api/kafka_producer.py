@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import kafka.errors as kafka_errors
 from flask import current_app
 from kafka import KafkaProducer, TopicPartition
+from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
 from kafka.record.default_records import DefaultRecordBatchBuilder
@@ -203,11 +204,65 @@ class _CoalescedWakeup:
             self._unread = False
 
 
+async def _write_to_sock_sending_first(self) -> None:
+    """kafka-python's KafkaTCPTransport._write_to_sock, trying the send before waiting for the socket.
+
+    kafka-python 3.0.12 waits for the socket to be writable before every request it sends, although a connected
+    socket almost always is: one more turn of its I/O loop (about 150 us of CPU here) and two epoll changes per
+    produce request, a tenth of a single message's cost. This tries the send first and waits only for what the
+    socket did not take. Writes start only once the connection (and its TLS handshake) is complete.
+    """
+    try:
+        while self._write_buffer:
+            total_bytes, err = self._sock_send()
+            if err:
+                return self.abort(error=err)
+            if total_bytes:
+                self.last_write = time.monotonic()
+                if self._protocol and self._protocol._sensors:
+                    self._protocol._sensors.bytes_sent.record(total_bytes)
+            if self._write_buffer:
+                await self._net.wait_write(self._sock)
+    finally:
+        self._writing = False
+    if self._closed:
+        self._close()
+    elif not self._write:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+# Every connection of kafka-python in this process (pinned version), the SSL transport's included.
+KafkaTCPTransport._write_to_sock = _write_to_sock_sending_first
+
+
 def _new_kafka_producer(settings: Settings, **options) -> KafkaProducer:
     """A KafkaProducer with the service's settings whose I/O-thread wake-ups are coalesced (pinned version)."""
     producer = KafkaProducer(**_producer_config(settings), **options)
-    _CoalescedWakeup(producer._sender._client._net)
+    network = producer._sender._client._net
+    _CoalescedWakeup(network)
+    _look_up_without_naming(network._selector)
     return producer
+
+
+def _look_up_without_naming(selector) -> None:
+    """Make the epoll selector's get_key() raise a bare KeyError for a socket it does not watch.
+
+    kafka-python 3.0.12 stops watching a socket after every read and asks get_key() before watching it again; the
+    standard library's KeyError names the socket, and naming a socket asks the kernel for both its addresses: two
+    system calls and a formatted message per Kafka response, caught and thrown away.
+    """
+    fd_to_key, lookup = selector._fd_to_key, selector._fileobj_lookup
+
+    def get_key(fileobj):
+        key = fd_to_key.get(lookup(fileobj))
+        if key is None:
+            raise KeyError(fileobj)
+        return key
+
+    selector.get_key = get_key
 
 
 def _as_api_error(error: Exception, topic: str) -> APIError:

@@ -1,12 +1,14 @@
-"""The producer wrapper's changes to kafka-python: coalesced I/O-thread wake-ups and the key-hash cache."""
+"""The producer wrapper's changes to kafka-python: wake-ups, the key-hash cache, socket writes and lookups."""
 
 import selectors
 import socket
 
 import pytest
+from kafka.net.selector import KernelEvent
+from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
 
-from producer_api.kafka_producer import KeyHashCachingPartitioner, _CoalescedWakeup
+from producer_api.kafka_producer import KeyHashCachingPartitioner, _CoalescedWakeup, _look_up_without_naming
 
 
 class FakeSelector:
@@ -145,3 +147,93 @@ def test_messages_without_a_key_use_a_known_partition():
 def test_a_topic_without_metadata_is_refused():
     with pytest.raises(ValueError):
         KeyHashCachingPartitioner().partition("unknown", b"k", b"k", b"v", b"v", FakeCluster({}))
+
+
+class FakeNetwork:
+    """What a transport asks of kafka-python's NetworkSelector: scheduling its write task, and waits."""
+
+    def __init__(self):
+        self.scheduled = []
+
+    def call_soon(self, task):
+        self.scheduled.append(task)
+
+    def wait_write(self, fileobj):
+        return KernelEvent("_wait_write", fileobj)
+
+
+def received(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunks.append(sock.recv(1 << 20))
+        except BlockingIOError:
+            return b"".join(chunks)
+
+
+@pytest.fixture
+def connected_transport():
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    peer.setblocking(False)
+    network = FakeNetwork()
+    yield KafkaTCPTransport(network, ours), network, peer
+    ours.close()
+    peer.close()
+
+
+def test_a_write_goes_out_without_waiting_for_the_socket(connected_transport):
+    transport, network, peer = connected_transport
+    transport.write(b"request-1")
+    transport.write(b"request-2")
+    write_task = network.scheduled.pop()()
+    with pytest.raises(StopIteration):
+        write_task.send(None)  # done at once: no KernelEvent to wait for the socket
+    assert received(peer) == b"request-1request-2"
+    assert transport._writing is False and not transport._write_buffer
+
+
+def test_what_the_socket_does_not_take_waits_until_it_is_writable(connected_transport):
+    transport, network, peer = connected_transport
+    transport._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    data = bytes(range(256)) * 8192  # 2 MiB, more than the socket buffers hold
+    transport.write(data)
+    write_task = network.scheduled.pop()()
+    got, waits = [], 0
+    event = write_task.send(None)
+    while True:
+        assert isinstance(event, KernelEvent) and event.method == "_wait_write"
+        waits += 1
+        got.append(received(peer))  # the peer reads, so the socket is writable again
+        try:
+            event = write_task.send(None)
+        except StopIteration:
+            break
+    got.append(received(peer))
+    assert waits >= 1 and b"".join(got) == data
+
+
+class Named:
+    """A file object whose name must not be asked for."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def __repr__(self) -> str:
+        raise AssertionError("the selector asked for the name of a socket it does not watch")
+
+
+def test_selector_lookups_of_unwatched_sockets_do_not_name_them(selector):
+    with selectors.DefaultSelector() as epoll:
+        _look_up_without_naming(epoll)
+        watched, unwatched = Named(selector._wakeup_r.fileno()), Named(selector._wakeup_w.fileno())
+        epoll.register(watched, selectors.EVENT_READ, "data")
+        assert epoll.get_key(watched).data == "data"
+        with pytest.raises(KeyError):
+            epoll.get_key(unwatched)
+        epoll.unregister(watched)
+        with pytest.raises(KeyError):
+            epoll.get_key(watched)
