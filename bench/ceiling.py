@@ -1,9 +1,9 @@
 """Ceiling A: kafka-python alone, one process per service worker, sending the service's records flat out.
 
 Ceiling A runs the producer exactly as the service builds it: the service's options (acks=all, idempotence,
-linger, batch size, its key-hash caching partitioner) and its coalesced I/O-thread wake-ups. Ceiling A0 runs
-kafka-python as shipped, with the same options but its default partitioner and wake-ups: the difference between
-the two is what the service's changes to the client are worth.
+linger, batch size, its key-hash caching partitioner), its coalesced I/O-thread wake-ups and its socket fixes.
+Ceiling A0 runs kafka-python as shipped, with the same options but its default partitioner, wake-ups and socket
+handling: the difference between the two is what the service's changes to the client are worth to send().
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import threading
 import time
 
 from kafka import KafkaProducer
+from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
 
 from bench.payload import USER_IDS, produce_request
+from producer_api import kafka_producer
 from producer_api.config import Settings
 from producer_api.kafka_producer import _new_kafka_producer, _producer_config
 from producer_api.messages import to_outgoing
@@ -26,6 +28,8 @@ MAX_MESSAGES_PER_PROCESS = 5_000_000
 
 def _new_producer(settings: Settings, as_shipped: bool) -> KafkaProducer:
     if as_shipped:
+        # This process only sends: undo the service's one process-wide change to kafka-python (socket writes).
+        KafkaTCPTransport._write_to_sock = kafka_producer._write_to_sock_as_shipped
         return KafkaProducer(**{**_producer_config(settings), "partitioner": DefaultPartitioner()})
     return _new_kafka_producer(settings)
 

@@ -235,6 +235,7 @@ async def _write_to_sock_sending_first(self) -> None:
 
 
 # Every connection of kafka-python in this process (pinned version), the SSL transport's included.
+_write_to_sock_as_shipped = KafkaTCPTransport._write_to_sock  # the benchmark's ceiling A0 puts it back
 KafkaTCPTransport._write_to_sock = _write_to_sock_sending_first
 
 
