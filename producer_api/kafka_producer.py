@@ -71,12 +71,18 @@ class KeyHashCachingPartitioner(DefaultPartitioner):
 
     def partition(self, topic, key, serialized_key, value, serialized_value, cluster):
         """The partition for a message: its key's hash modulo the topic's partitions, as kafka-python does."""
-        if serialized_key is None or len(serialized_key) > MAX_CACHED_KEY_BYTES:
+        if serialized_key is None:
             return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
         partitions = cluster.partitions_for_topic(topic)
         if not partitions:
             raise ValueError(f"Topic {topic} not found in ClusterMetadata")
-        return sorted(partitions)[_cached_key_hash(bytes(serialized_key)) % len(partitions)]
+        return _partition_for_key(bytes(serialized_key), sorted(partitions))
+
+
+def _partition_for_key(key: bytes, partitions: list[int]) -> int:
+    """The partition the default partitioner (kafka-python's and the Java client's) gives a key: murmur2 modulo."""
+    key_hash = _cached_key_hash(key) if len(key) <= MAX_CACHED_KEY_BYTES else murmur2(key) & 0x7FFFFFFF
+    return partitions[key_hash % len(partitions)]
 
 
 class _Placement:
@@ -95,9 +101,7 @@ class _Placement:
             return message.partition
         partitions = self._sorted[message.topic]
         if message.key is not None:
-            if len(message.key) > MAX_CACHED_KEY_BYTES:
-                return partitions[(murmur2(message.key) & 0x7FFFFFFF) % len(partitions)]
-            return partitions[_cached_key_hash(message.key) % len(partitions)]
+            return _partition_for_key(message.key, partitions)
         available = self._available.get(message.topic)
         if available is None:
             available = self._available[message.topic] = sorted(
