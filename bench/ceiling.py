@@ -41,7 +41,7 @@ def _produce(settings: Settings, topic: str, duration_s: float, as_shipped: bool
         records = [to_outgoing(produce_request(topic, user), settings.client_id) for user in USER_IDS]
         producer.send(topic, key=records[0].key, value=records[0].value).get(timeout=30)  # metadata, connection
         start.wait(timeout=60)
-        began = time.monotonic()
+        began, cpu_began = time.monotonic(), time.process_time()
         deadline = began + duration_s
         sent = 0
         while sent < MAX_MESSAGES_PER_PROCESS and time.monotonic() < deadline:
@@ -49,9 +49,9 @@ def _produce(settings: Settings, topic: str, duration_s: float, as_shipped: bool
                 producer.send(topic, key=record.key, value=record.value)
             sent += len(records)
         producer.flush(timeout=60)
-        elapsed = time.monotonic() - began
+        elapsed, cpu = time.monotonic() - began, time.process_time() - cpu_began
         producer.close(timeout=10)
-        results.put({"messages": sent, "written": sent + 1, "seconds": elapsed,
+        results.put({"messages": sent, "written": sent + 1, "seconds": elapsed, "cpu_s": cpu,
                      "value_bytes": len(records[0].value)})
     except Exception as error:  # noqa: BLE001 - reported to the parent, which fails the run
         start.abort()  # release the parent and the other producers at once
@@ -93,5 +93,6 @@ def run_ceiling(settings: Settings, topic: str, processes: int, duration_s: floa
     messages = sum(report["messages"] for report in reports)
     seconds = max(report["seconds"] for report in reports)
     return {"processes": processes, "messages": messages, "duration_s": seconds, "rate": messages / seconds,
+            "cpu_s": sum(report["cpu_s"] for report in reports),
             "written_expected": sum(report["written"] for report in reports),
             "value_bytes": reports[0]["value_bytes"]}

@@ -101,10 +101,24 @@ def kafka_totals(records: list[dict]) -> list[dict]:
     return totals
 
 
+def cpu_per_message(records: list[dict]) -> list[dict]:
+    """For the ceilings A and the service's batches: CPU microseconds a message, of the senders and the broker."""
+    rows = []
+    for config, load in _rows(records):
+        if config not in (CEILING_A, CEILING_A0) and not (config == SERVICE and load.startswith("batch")):
+            continue
+        runs = [record for record in records if record["config"] == config and record["load"] == load]
+        sender = "producers" if config != SERVICE else "server"
+        rows.append({"config": config, "load": load,
+                     "client_us": median(1e4 * run["cpu_pct_of_one_core"][sender] / run["rate"] for run in runs),
+                     "broker_us": median(1e4 * run["cpu_pct_of_one_core"]["broker"] / run["rate"] for run in runs)})
+    return rows
+
+
 def summarize(records: list[dict]) -> dict:
     """Everything the table shows, as JSON-ready values."""
     return {"medians": medians(records), "paired_ratios": paired_ratios(records), "wrk_check": wrk_check(records),
-            "kafka_check": kafka_totals(records)}
+            "kafka_check": kafka_totals(records), "cpu_per_message": cpu_per_message(records)}
 
 
 def _mib(kib: int) -> str:
@@ -137,6 +151,10 @@ def render(records: list[dict], summary: dict, meta: dict) -> str:
             if record:
                 sizes = " / ".join(_mib(size) for size in record["worker_rss_kib"].values())
                 lines.append(f"  {config:<12} {load.name:<16} {sizes}")
+    lines += ["", "CPU per message (median over repetitions; worker or producer processes, then the broker):"]
+    for row in summary["cpu_per_message"]:
+        lines.append(f"  {row['config']:<12} {row['load']:<26} {row['client_us']:>6.1f} us  "
+                     f"broker {row['broker_us']:>5.1f} us")
     check = summary["wrk_check"]
     lines += [
         "", "Is wrk the bottleneck? (1 wrk thread; CPU time of wrk from rusage, of gunicorn and the broker from /proc)",

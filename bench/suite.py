@@ -178,7 +178,8 @@ class Suite:
             "config": config, "load": f"send() x {result['processes']} processes", "unit": "msg/s",
             "rate": result["rate"], "messages": result["messages"], "duration_s": result["duration_s"],
             "value_bytes": result["value_bytes"], "errors": 0,
-            "cpu_pct_of_one_core": {"broker": 100 * broker_cpu / result["duration_s"]},
+            "cpu_pct_of_one_core": {"producers": 100 * result["cpu_s"] / result["duration_s"],
+                                    "broker": 100 * broker_cpu / result["duration_s"]},
             "kafka": kafka_check(result["written_expected"], written, 0),
         }
 
