@@ -194,8 +194,8 @@ class _CoalescedWakeup:
         self._unread = True
         try:
             self._selector._wakeup_w.send(b"\x00")
-        except OSError:  # full (cannot happen with one byte at a time) or closed: as kafka-python does
-            pass
+        except OSError:  # full (cannot happen with one byte at a time) or closed: ignored, as kafka-python does
+            self._unread = False  # no byte went out, so the next wake-up must try again
 
     def process_events(self, events) -> None:
         """Let kafka-python handle the ready sockets; once it has read the wake-up byte, clear the flag."""

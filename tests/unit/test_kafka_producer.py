@@ -97,10 +97,15 @@ def test_a_wakeup_while_the_byte_is_being_read_is_not_lost(selector):
     assert unread_bytes(selector) == 1
 
 
-def test_a_closed_socket_is_ignored_as_kafka_python_does(selector):
+def test_a_failed_write_is_ignored_as_kafka_python_does_and_the_next_wakeup_tries_again(selector):
     _CoalescedWakeup(selector)
-    selector._wakeup_w.close()
+    working = selector._wakeup_w
+    selector._wakeup_w = socket.socket()  # not connected: send() fails
     selector.wakeup()  # no exception
+    selector._wakeup_w.close()
+    selector._wakeup_w = working
+    selector.wakeup()
+    assert unread_bytes(selector) == 1
 
 
 class FakeCluster:
