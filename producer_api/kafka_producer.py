@@ -124,6 +124,8 @@ def _append(producer: KafkaProducer, message: OutgoingMessage, placement: _Place
     debug line nobody logs. What is left is kafka-python's own: append the record to its partition's batch, and
     wake the I/O thread when the batch is new or full (pinned version).
     """
+    if producer._closed:  # as send() refuses: a replaced producer being closed takes nothing new
+        raise kafka_errors.IllegalStateError("KafkaProducer already closed!")
     partition = placement.partition(producer, message)
     future, batch_is_full, new_batch_created, _ = producer._accumulator.append(
         placement.topic_partition(message.topic, partition), message.timestamp_ms, message.key, message.value, [],
@@ -244,7 +246,7 @@ KafkaTCPTransport._write_to_sock = _write_to_sock_sending_first
 
 
 def _new_kafka_producer(settings: Settings, **options) -> KafkaProducer:
-    """A KafkaProducer with the service's settings whose I/O-thread wake-ups are coalesced (pinned version)."""
+    """A KafkaProducer with the service's settings, its wake-ups coalesced and its lookups quiet (pinned version)."""
     producer = KafkaProducer(**_producer_config(settings), **options)
     network = producer._sender._client._net
     _CoalescedWakeup(network)

@@ -90,6 +90,20 @@ def test_concurrent_requests_are_all_acknowledged_and_read_back(make_client, new
     ]
 
 
+def test_a_closed_kafka_producer_refuses_at_once(make_client, new_topic, end_offsets):
+    """What send() refuses, the service's direct appends refuse too, at once and in send()'s words."""
+    client, producer = make_client()
+    topic = new_topic()
+    assert client.post("/produce", json={"topic": topic, "message": {}}).status_code == 200
+    producer._producer.close(5)  # as a replaced producer is closed once its grace period ends
+    started = time.monotonic()
+    response = client.post("/produce/batch", json=[{"topic": topic, "message": {"n": n}} for n in range(3)])
+    assert time.monotonic() - started < 2.0
+    assert response.status_code == 503
+    assert "KafkaProducer already closed" in response.get_json()["detail"]
+    assert sum(end_offsets(topic).values()) == 1
+
+
 @pytest.mark.own_broker
 def test_backpressure_answers_429_instead_of_queueing_more(make_client, own_broker, new_topic, read_topic):
     client, producer = make_client(max_pending_messages=20)
