@@ -10,6 +10,7 @@ from gunicorn import glogging
 
 from producer_api.balance import ConnectionBalance
 from producer_api.config import ConfigError, Settings
+from producer_api.keepalive import KeepAliveOnThread
 from producer_api.logs import logging_config
 
 try:
@@ -87,9 +88,12 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Let busier workers leave new connections to this one, and log that it can serve and shut down cleanly."""
+    """Balance new connections over workers, keep kept-alive ones on their thread, and log that it serves."""
     balanced = connection_balance.join(worker)
-    worker.log.info("worker %s: serving%s", worker.pid, " (new connections balanced over workers)" if balanced else "")
+    on_thread = KeepAliveOnThread.install(worker)
+    worker.log.info("worker %s: serving%s%s", worker.pid,
+                    " (new connections balanced over workers)" if balanced else "",
+                    " (a kept-alive connection's next request served on its thread)" if on_thread else "")
 
 
 def worker_exit(server, worker):

@@ -4,6 +4,7 @@ import json
 import signal
 import socket
 import time
+from http.client import HTTPConnection
 
 import pytest
 
@@ -157,3 +158,43 @@ def test_connections_opened_together_are_spread_over_the_workers(service):
     finally:
         for connection in connections:
             connection.close()
+
+
+def _read_response(stream) -> tuple[int, bytes]:
+    """Read one HTTP/1.1 response with a Content-Length from a socket's file, leaving what follows unread."""
+    status = int(stream.readline().split()[1])
+    length = 0
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, stream.read(length)
+
+
+def test_a_kept_alive_connection_serves_requests_at_once_after_a_pause_and_pipelined(service, new_topic,
+                                                                                     read_topic):
+    # A pool thread serves the next request of its connection if it follows within a moment, and hands the
+    # connection back to gunicorn's poller otherwise (producer_api/keepalive.py): both paths, on one connection.
+    assert service.log().count("(a kept-alive connection's next request served on its thread)") == 2
+    topic = new_topic(partitions=1)
+    host, port = service.url.removeprefix("http://").rsplit(":", 1)
+    connection = HTTPConnection(host, int(port), timeout=30)
+    try:
+        offsets = []
+        for n in range(6):
+            if n == 3:
+                time.sleep(0.2)  # far past the linger time: the poller has the connection again
+            connection.request("POST", "/produce", json.dumps({"topic": topic, "message": {"n": n}}),
+                               {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            assert response.status == 200 and response.getheader("Connection") != "close"
+            offsets.append(json.loads(response.read())["offset"])
+        connection.sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n" * 2)  # pipelined
+        stream = connection.sock.makefile("rb")
+        for _ in range(2):
+            status, body = _read_response(stream)
+            assert status == 200 and json.loads(body)["status"] == "healthy"
+    finally:
+        connection.close()
+    assert offsets == list(range(6))
+    assert [json.loads(record.value)["n"] for record in read_topic(topic, 6)] == list(range(6))
