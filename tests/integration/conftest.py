@@ -61,7 +61,7 @@ def _wait_until_stopped(pid: int, timeout_s: float = 10.0) -> None:
                 states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
             except (OSError, IndexError):
                 continue  # the thread exited meanwhile
-        if states and all(state in ("T", "t") for state in states):
+        if states and all(state in ("T", "t", "Z", "X") for state in states):  # stopped, or exited
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"broker {pid} not stopped after {timeout_s} s: thread states {sorted(set(states))}")
