@@ -7,12 +7,15 @@ from producer_api.balance import ConnectionBalance
 
 
 class FakeWorker:
-    """The parts of gunicorn's ThreadWorker the balance uses: nr_conns, accept() and notify()."""
+    """The parts of gunicorn's ThreadWorker the balance uses: its counts, accept(), notify() and event loop."""
 
     def __init__(self):
         self.nr_conns = 0
         self.accepted = 0
         self.notified = 0
+        self.alive = True
+        self.listening = True
+        self.waits = []
 
     def accept(self, listener):
         self.accepted += 1
@@ -20,6 +23,12 @@ class FakeWorker:
 
     def notify(self):
         self.notified += 1
+
+    def set_accept_enabled(self, enabled):
+        self.listening = enabled
+
+    def wait_for_and_dispatch_events(self, timeout):
+        self.waits.append(timeout)
 
 
 def joined(shared: ConnectionBalance) -> FakeWorker:
@@ -31,9 +40,10 @@ def joined(shared: ConnectionBalance) -> FakeWorker:
 def test_a_busier_worker_defers_a_new_connection_to_a_less_busy_one():
     shared = ConnectionBalance(2)
     busy, idle = joined(shared), joined(shared)
-    busy.accept("listener")  # one connection already
+    busy.accept("listener")
+    busy.accept("listener")  # one more than the other is tolerated: two workers accepting at once leave that
     busy.accept("listener")  # deferred: the other worker has none
-    assert busy.accepted == 1
+    assert busy.accepted == 2
     idle.accept("listener")
     assert idle.accepted == 1
 
@@ -48,13 +58,58 @@ def test_an_idle_worker_always_accepts():
 
 def test_a_deferred_connection_is_taken_after_the_defer_time(monkeypatch):
     monkeypatch.setattr(balance, "DEFER_S", 0.02)
+    monkeypatch.setattr(balance, "NEW_DEFERRAL_AFTER_S", 1.0)  # a slow machine's late look is the same deferral
     shared = ConnectionBalance(2)
     busy, _idle = joined(shared), joined(shared)
     busy.accept("listener")
     busy.accept("listener")
-    assert busy.accepted == 1
+    started = time.monotonic()
+    busy.accept("listener")
+    while busy.accepted == 2 and time.monotonic() - started < 5:  # the other worker never takes it
+        time.sleep(0.001)
+        busy.wait_for_and_dispatch_events(1.0)  # the loop listens again after each pause, and looks again
+        busy.accept("listener")
+    assert busy.accepted == 3
+    assert time.monotonic() - started >= 0.02
+
+
+def test_deferring_stops_listening_for_a_moment_and_the_event_loop_goes_on():
+    shared = ConnectionBalance(2)
+    busy, _idle = joined(shared), joined(shared)
+    busy.accept("listener")
+    busy.accept("listener")
+    busy.accept("listener")  # deferred: no sleep, the listening socket is put aside instead
+    assert busy.accepted == 2 and busy.listening is False
+    busy.set_accept_enabled(True)  # gthread's loop asks for it every turn: the pause holds
+    assert busy.listening is False
+    busy.wait_for_and_dispatch_events(1.0)
+    assert busy.waits[-1] <= balance.DEFER_PAUSE_S  # the loop still serves its connections, only briefly
+    time.sleep(balance.DEFER_PAUSE_S)
+    busy.wait_for_and_dispatch_events(1.0)
+    assert busy.listening is True
+
+
+def test_a_worker_that_stops_accepting_is_not_made_to_listen_again():
+    shared = ConnectionBalance(2)
+    busy, _idle = joined(shared), joined(shared)
+    busy.accept("listener")
+    busy.accept("listener")
+    busy.accept("listener")
+    busy.set_accept_enabled(False)  # gthread stops accepting: it is full, or stopping
+    time.sleep(balance.DEFER_PAUSE_S)
+    busy.wait_for_and_dispatch_events(1.0)
+    assert busy.listening is False and busy.waits[-1] == 1.0
+
+
+def test_a_later_connection_is_deferred_again_after_the_last_was_taken_elsewhere(monkeypatch):
+    monkeypatch.setattr(balance, "DEFER_S", 0.02)
+    shared = ConnectionBalance(2)
+    busy, _idle = joined(shared), joined(shared)
+    busy.accept("listener")
+    busy.accept("listener")
+    busy.accept("listener")  # deferred, and the other worker takes it: this one never looks again
     time.sleep(0.03)
-    busy.accept("listener")  # the other worker never took it
+    busy.accept("listener")  # a new connection, past the first one's defer time
     assert busy.accepted == 2
 
 
