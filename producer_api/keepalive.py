@@ -33,7 +33,7 @@ class KeepAliveOnThread:
     @classmethod
     def install(cls, worker, linger_s: float = LINGER_S) -> bool:
         """Make a gthread worker serve a connection's next request on the same thread; False for other workers."""
-        if not all(hasattr(worker, name) for name in ("tpool", "handle", "nr_conns", "keepalived_conns")):
+        if not all(hasattr(worker, name) for name in ("tpool", "handle", "nr_conns")):
             return False
         worker.handle = cls(worker, linger_s).handle
         return True

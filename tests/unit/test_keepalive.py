@@ -28,7 +28,6 @@ class FakeWorker:
         self.alive = True
         self.cfg = SimpleNamespace(threads=threads)
         self.tpool = SimpleNamespace(_work_queue=queue.SimpleQueue())
-        self.keepalived_conns = []
         self.nr_conns = 1
         self.served = []
         self.read_size = 1
