@@ -17,7 +17,9 @@ from kafka import KafkaProducer, TopicPartition
 from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
+from kafka.producer.producer_batch import ProducerBatch
 from kafka.record.default_records import DefaultRecordBatchBuilder
+from kafka.record.memory_records import MemoryRecordsBuilder
 
 from producer_api import metrics
 from producer_api.config import Settings
@@ -133,6 +135,107 @@ def _append(producer: KafkaProducer, message: OutgoingMessage, placement: _Place
     if batch_is_full or new_batch_created:
         producer._sender.wakeup()
     return future
+
+
+class _RecordSlot:
+    """Where one waited-for record sits: the future of the batch kafka-python put it in, and its index there.
+
+    Stands in for kafka-python's per-record FutureRecordMetadata when a request waits for its messages. That future
+    costs the sending thread its creation and a callback on the batch's future, and the I/O thread a call per
+    record when the batch completes; what a request needs from it, the offset, is the batch's base offset plus the
+    record's index. kafka-python moves records into smaller batches when a broker refuses a batch as too large, and
+    tells each record through rebind() (pinned version).
+    """
+
+    __slots__ = ("produce_future", "index", "on_settled")
+
+    def __init__(self, produce_future, index: int):
+        self.produce_future = produce_future
+        self.index = index
+        self.on_settled = None  # called once the record's batch completes, if set (see settle_later)
+
+    def rebind(self, produce_future, index: int) -> None:
+        """Follow the record into the smaller batch kafka-python split it into (called in its I/O thread)."""
+        with _SLOT_CALLBACK_LOCK:
+            previous, self.produce_future, self.index = self.produce_future, produce_future, index
+            if self.on_settled is not None:
+                produce_future.add_both(self.on_settled)  # the split-off batch's future never completes
+        previous._latch.set()  # a request waiting on the old batch wakes and waits on the new one
+
+    def settle_later(self, callback) -> None:
+        """Call callback once the record's batch completes, wherever kafka-python moves the record meanwhile."""
+        with _SLOT_CALLBACK_LOCK:
+            self.on_settled = callback
+            self.produce_future.add_both(callback)
+
+    def wait(self, deadline: float) -> bool:
+        """Wait until the record's batch completed or the deadline passed; True if it completed."""
+        while not self.produce_future.is_done:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.produce_future.wait(remaining)
+        return True
+
+    def outcome(self):
+        """The offset Kafka gave the record, or the exception that kept it out (once its batch completed)."""
+        future = self.produce_future
+        if future.exception is not None:
+            return future.exception
+        base_offset, _, record_errors = future.value
+        if record_errors is not None:
+            return record_errors(self.index)
+        return base_offset + self.index
+
+
+_SLOT_CALLBACK_LOCK = threading.Lock()  # a late callback and a batch split must not miss each other
+
+
+def _append_waited(producer: KafkaProducer, message: OutgoingMessage, placement: _Placement, now: float):
+    """_append for a request that waits: the record gets a _RecordSlot instead of kafka-python's future.
+
+    The appending is RecordAccumulator.append's (pinned version): the record joins its partition's last batch, or a
+    new batch once that one is full, and the I/O thread is woken when a batch is new or full.
+    """
+    if producer._closed:
+        raise kafka_errors.IllegalStateError("KafkaProducer already closed!")
+    accumulator = producer._accumulator
+    destination = placement.topic_partition(message.topic, placement.partition(producer, message))
+    accumulator._appends_in_progress.increment()  # as append() does, so that aborting finds every batch
+    try:
+        with accumulator._tp_lock(destination):
+            if accumulator._closed:
+                raise kafka_errors.IllegalStateError("RecordAccumulator is closed")
+            queue = accumulator._batches[destination]
+            slot = _append_to_batch(queue[-1], message, now) if queue else None
+            if slot is not None:
+                wake = len(queue) > 1 or queue[-1].records.is_full()
+            else:
+                config = accumulator.config
+                batch = ProducerBatch(destination, MemoryRecordsBuilder(
+                    config["message_version"], config["compression_attrs"], config["batch_size"]), now=now)
+                slot = _append_to_batch(batch, message, now)  # a new batch takes any record that passed the checks
+                queue.append(batch)
+                accumulator._incomplete.add(batch)
+                wake = True
+    finally:
+        accumulator._appends_in_progress.decrement()
+    if wake:
+        producer._sender.wakeup()
+    return slot
+
+
+def _append_to_batch(batch: ProducerBatch, message: OutgoingMessage, now: float) -> _RecordSlot | None:
+    """ProducerBatch.try_append with a _RecordSlot for the record; None when the batch is full (pinned version)."""
+    metadata = batch.records.append(message.timestamp_ms, message.key, message.value, [])
+    if metadata is None:
+        return None
+    if metadata.size > batch.max_record_size:
+        batch.max_record_size = metadata.size
+    batch.last_append = now
+    slot = _RecordSlot(batch.produce_future, metadata.offset)
+    batch._record_futures.append(slot)  # where kafka-python finds the records to rebind when it splits the batch
+    return slot
 
 
 def _producer_config(settings: Settings) -> dict:
@@ -325,10 +428,11 @@ class MessageProducer:
         self._reserve(len(messages))
         now = time.monotonic()
         deadline = now + self._settings.delivery_timeout_ms / 1000 + 0.25
-        outcomes: list = []  # a future per message, or the exception sending it raised
+        append = _append_waited if wait else _append
+        outcomes: list = []  # a slot (waited) or future per message, or the exception sending it raised
         for message in messages:
             try:
-                outcomes.append(_append(producer, message, placement, now))
+                outcomes.append(append(producer, message, placement, now))
             except Exception as error:  # noqa: BLE001 - each message reports its own failure
                 outcomes.append(error)
         if not wait:
@@ -423,11 +527,12 @@ class MessageProducer:
     def _release_when_settled(self, outcomes: list) -> None:
         """Stop counting the messages whose outcome is known, at once; the others as each one settles."""
         # One lock round for the whole request instead of a callback per message in kafka-python's I/O thread.
-        unsettled = [outcome for outcome in outcomes if not isinstance(outcome, Exception) and not outcome.is_done]
+        unsettled = [outcome for outcome in outcomes
+                     if not isinstance(outcome, Exception) and not outcome.produce_future.is_done]
         with self._pending_lock:
             self._pending -= len(outcomes) - len(unsettled)
-        for future in unsettled:
-            future.add_both(self._release)  # runs at once if it settled meanwhile
+        for slot in unsettled:
+            slot.settle_later(self._release)  # runs at once if it settled meanwhile
 
     def _queued(self, message: OutgoingMessage, outcome) -> Delivery:
         if isinstance(outcome, Exception):
@@ -484,14 +589,13 @@ class MessageProducer:
     def _await(self, message: OutgoingMessage, outcome, deadline: float) -> Delivery:
         if isinstance(outcome, Exception):
             return self._failed(message, outcome)
-        if not outcome.is_done:
-            try:
-                outcome.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except Exception as raised:  # noqa: BLE001 - reported as this message's failure
-                return self._failed(message, raised)
-        if outcome.exception is not None:
-            return self._failed(message, outcome.exception)
-        return Delivery(message, outcome.value.partition, outcome.value.offset)
+        if not outcome.wait(deadline):
+            return self._failed(message, kafka_errors.KafkaTimeoutError(
+                f"Timeout after waiting for {self._settings.delivery_timeout_ms / 1000 + 0.25:g} secs."))
+        offset = outcome.outcome()
+        if isinstance(offset, Exception):
+            return self._failed(message, offset)
+        return Delivery(message, outcome.produce_future.topic_partition.partition, offset)
 
     @staticmethod
     def _failed(message: OutgoingMessage, error: Exception) -> Delivery:

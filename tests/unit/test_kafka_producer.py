@@ -1,14 +1,25 @@
-"""The producer wrapper's changes to kafka-python: wake-ups, the key-hash cache, socket writes and lookups."""
+"""The producer wrapper's changes to kafka-python: wake-ups, the key-hash cache, socket writes and lookups, slots."""
 
 import selectors
 import socket
+import threading
+import time
 
 import pytest
+from kafka.errors import MessageSizeTooLargeError
 from kafka.net.selector import KernelEvent
 from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
+from kafka.producer.record_accumulator import RecordAccumulator
 
-from producer_api.kafka_producer import KeyHashCachingPartitioner, _CoalescedWakeup, _look_up_without_naming
+from producer_api.kafka_producer import (
+    KeyHashCachingPartitioner,
+    _append_waited,
+    _CoalescedWakeup,
+    _look_up_without_naming,
+    _Placement,
+)
+from producer_api.messages import OutgoingMessage
 
 
 class FakeSelector:
@@ -242,3 +253,89 @@ def test_selector_lookups_of_unwatched_sockets_do_not_name_them(selector):
         epoll.unregister(watched)
         with pytest.raises(KeyError):
             epoll.get_key(watched)
+
+
+class FakeSender:
+    def __init__(self):
+        self.wakeups = 0
+
+    def wakeup(self):
+        self.wakeups += 1
+
+
+class FakeProducer:
+    """The parts of a KafkaProducer that a waited append touches: its accumulator and its sender's wake-up."""
+
+    def __init__(self, batch_size: int = 16384):
+        self._closed = False
+        self._accumulator = RecordAccumulator(batch_size=batch_size)
+        self._sender = FakeSender()
+
+    def append(self, count: int, start: int = 0, size: int = 10) -> list:
+        placement = _Placement({"t": {0}})
+        return [_append_waited(self, OutgoingMessage("t", None, b"%d" % n + b"x" * size, 0, 1_700_000_000_000, ""),
+                               placement, time.monotonic()) for n in range(start, start + count)]
+
+    def batches(self) -> list:
+        return list(self._accumulator._batches[next(iter(self._accumulator._batches))])
+
+
+def settled_in_time(slot, seconds: float = 5.0) -> bool:
+    return slot.wait(time.monotonic() + seconds)
+
+
+def test_a_waited_requests_records_share_a_batch_and_read_their_offsets_from_it():
+    producer = FakeProducer()
+    slots = producer.append(3)
+    [batch] = producer.batches()
+    assert producer._sender.wakeups == 1  # the new batch; records joining it do not wake the I/O thread
+    assert batch.record_count == 3 and batch._record_futures == slots
+    batch.complete(100, -1)
+    assert all(settled_in_time(slot) for slot in slots)
+    assert [slot.outcome() for slot in slots] == [100, 101, 102]
+    assert slots[0].produce_future.topic_partition.partition == 0
+
+
+def test_a_full_batch_starts_the_next_and_wakes_the_io_thread():
+    producer = FakeProducer(batch_size=200)
+    slots = producer.append(20)
+    first, *others = producer.batches()
+    assert others and producer._sender.wakeups >= 1 + len(others)
+    assert [slot.index for slot in slots[:first.record_count]] == list(range(first.record_count))
+    assert slots[first.record_count].index == 0 and slots[first.record_count].produce_future is not first.produce_future
+
+
+def test_each_record_of_a_failed_batch_gets_its_own_error():
+    producer = FakeProducer()
+    slots = producer.append(2)
+    [batch] = producer.batches()
+    batch.complete_exceptionally(MessageSizeTooLargeError(), lambda index: MessageSizeTooLargeError(f"record {index}"))
+    assert [str(slot.outcome()) for slot in slots] == [str(MessageSizeTooLargeError(f"record {n}")) for n in (0, 1)]
+
+
+def test_a_record_not_settled_by_the_deadline_is_reported_as_such():
+    [slot] = FakeProducer().append(1)
+    started = time.monotonic()
+    assert slot.wait(started + 0.05) is False
+    assert 0.04 <= time.monotonic() - started < 1
+
+
+def test_a_record_moved_by_a_batch_split_is_followed_by_its_waiter_and_its_callback():
+    producer = FakeProducer()
+    slots = producer.append(4)
+    [batch] = producer.batches()
+    settled = []
+    slots[3].settle_later(lambda *_: settled.append("late record"))
+    outcome = []
+    waiter = threading.Thread(target=lambda: outcome.append(settled_in_time(slots[3]) and slots[3].outcome()))
+    waiter.start()
+    producer._accumulator._batches[batch.topic_partition].clear()  # drained and sent, as the I/O thread does
+    batch.records.close()
+    producer._accumulator.split_and_reenqueue(batch)  # what kafka-python does when the broker says too large
+    first_half, second_half = producer.batches()
+    assert slots[3].produce_future is second_half.produce_future and slots[3].index == 1
+    first_half.complete(10, -1)
+    second_half.complete(20, -1)
+    waiter.join(5)
+    assert outcome == [21] and settled == ["late record"]
+    assert [slot.outcome() for slot in slots] == [10, 11, 20, 21]
