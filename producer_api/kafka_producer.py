@@ -191,38 +191,72 @@ class _RecordSlot:
 _SLOT_CALLBACK_LOCK = threading.Lock()  # a late callback and a batch split must not miss each other
 
 
-def _append_waited(producer: KafkaProducer, message: OutgoingMessage, placement: _Placement, now: float):
-    """_append for a request that waits: the record gets a _RecordSlot instead of kafka-python's future.
+def _append_all_waited(producer: KafkaProducer, messages: list[OutgoingMessage], placement: _Placement,
+                       now: float) -> list:
+    """Append a waiting request's records, each with a _RecordSlot; returns a slot or an exception per message.
 
-    The appending is RecordAccumulator.append's (pinned version): the record joins its partition's last batch, or a
-    new batch once that one is full, and the I/O thread is woken when a batch is new or full.
+    What RecordAccumulator.append does per record (pinned version), done per partition and batch: a record joins
+    its partition's last batch, or a new batch once that one is full, and the I/O thread is woken when a batch is
+    new or full. append() takes the partition's lock and twice the accumulator's count of appending threads for
+    every record; under load the request threads queue on them (a twelfth of a worker's time in batches of 1000).
+    The lock is let go after each batch, so that the I/O thread can send a full batch while the next one fills.
     """
-    if producer._closed:
-        raise kafka_errors.IllegalStateError("KafkaProducer already closed!")
+    outcomes: list = [None] * len(messages)
+    indexes_by_destination: dict[TopicPartition, list[int]] = {}
+    for index, message in enumerate(messages):
+        try:
+            destination = placement.topic_partition(message.topic, placement.partition(producer, message))
+        except Exception as error:  # noqa: BLE001 - each message reports its own failure
+            outcomes[index] = error
+            continue
+        indexes_by_destination.setdefault(destination, []).append(index)
     accumulator = producer._accumulator
-    destination = placement.topic_partition(message.topic, placement.partition(producer, message))
     accumulator._appends_in_progress.increment()  # as append() does, so that aborting finds every batch
     try:
-        with accumulator._tp_lock(destination):
-            if accumulator._closed:
-                raise kafka_errors.IllegalStateError("RecordAccumulator is closed")
-            queue = accumulator._batches[destination]
-            slot = _append_to_batch(queue[-1], message, now) if queue else None
-            if slot is not None:
-                wake = len(queue) > 1 or queue[-1].records.is_full()
-            else:
+        for destination, indexes in indexes_by_destination.items():
+            position = 0
+            while position < len(indexes):
+                position = _fill_batch(producer, destination, messages, indexes, position, outcomes, now)
+    finally:
+        accumulator._appends_in_progress.decrement()
+    return outcomes
+
+
+def _fill_batch(producer: KafkaProducer, destination: TopicPartition, messages: list[OutgoingMessage],
+                indexes: list[int], position: int, outcomes: list, now: float) -> int:
+    """Append records from position on to the partition's last batch (or a new one) until it is full.
+
+    Returns the position of the first record left for the next batch.
+    """
+    accumulator = producer._accumulator
+    with accumulator._tp_lock(destination):
+        if producer._closed or accumulator._closed:
+            error = kafka_errors.IllegalStateError("KafkaProducer already closed!")
+            for index in indexes[position:]:
+                outcomes[index] = error
+            return len(indexes)
+        queue = accumulator._batches[destination]
+        batch = queue[-1] if queue else None
+        created = False
+        while position < len(indexes):
+            message = messages[indexes[position]]
+            slot = _append_to_batch(batch, message, now) if batch is not None else None
+            if slot is None:
+                if created:  # the batch this call started is full: the next one after the lock is let go
+                    break
                 config = accumulator.config
                 batch = ProducerBatch(destination, MemoryRecordsBuilder(
                     config["message_version"], config["compression_attrs"], config["batch_size"]), now=now)
-                slot = _append_to_batch(batch, message, now)  # a new batch takes any record that passed the checks
+                slot = _append_to_batch(batch, message, now)  # an empty batch takes any record
                 queue.append(batch)
                 accumulator._incomplete.add(batch)
-                wake = True
-    finally:
-        accumulator._appends_in_progress.decrement()
+                created = True
+            outcomes[indexes[position]] = slot
+            position += 1
+        wake = created or len(queue) > 1 or queue[-1].records.is_full()
     if wake:
         producer._sender.wakeup()
-    return slot
+    return position
 
 
 def _append_to_batch(batch: ProducerBatch, message: OutgoingMessage, now: float) -> _RecordSlot | None:
@@ -428,15 +462,15 @@ class MessageProducer:
         self._reserve(len(messages))
         now = time.monotonic()
         deadline = now + self._settings.delivery_timeout_ms / 1000 + 0.25
-        append = _append_waited if wait else _append
-        outcomes: list = []  # a slot (waited) or future per message, or the exception sending it raised
-        for message in messages:
-            try:
-                outcomes.append(append(producer, message, placement, now))
-            except Exception as error:  # noqa: BLE001 - each message reports its own failure
-                outcomes.append(error)
         if not wait:
+            outcomes: list = []  # a future per message, or the exception sending it raised
+            for message in messages:
+                try:
+                    outcomes.append(_append(producer, message, placement, now))
+                except Exception as error:  # noqa: BLE001 - each message reports its own failure
+                    outcomes.append(error)
             return [self._queued(message, outcome) for message, outcome in zip(messages, outcomes, strict=True)]
+        outcomes = _append_all_waited(producer, messages, placement, now)  # a slot or an exception per message
         try:
             deliveries = [self._await(message, outcome, deadline)
                           for message, outcome in zip(messages, outcomes, strict=True)]

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from kafka.errors import MessageSizeTooLargeError
+from kafka.errors import IllegalStateError, MessageSizeTooLargeError
 from kafka.net.selector import KernelEvent
 from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
@@ -14,7 +14,7 @@ from kafka.producer.record_accumulator import RecordAccumulator
 
 from producer_api.kafka_producer import (
     KeyHashCachingPartitioner,
-    _append_waited,
+    _append_all_waited,
     _CoalescedWakeup,
     _look_up_without_naming,
     _Placement,
@@ -272,9 +272,9 @@ class FakeProducer:
         self._sender = FakeSender()
 
     def append(self, count: int, start: int = 0, size: int = 10) -> list:
-        placement = _Placement({"t": {0}})
-        return [_append_waited(self, OutgoingMessage("t", None, b"%d" % n + b"x" * size, 0, 1_700_000_000_000, ""),
-                               placement, time.monotonic()) for n in range(start, start + count)]
+        messages = [OutgoingMessage("t", None, b"%d" % n + b"x" * size, 0, 1_700_000_000_000, "")
+                    for n in range(start, start + count)]
+        return _append_all_waited(self, messages, _Placement({"t": {0}}), time.monotonic())
 
     def batches(self) -> list:
         return list(self._accumulator._batches[next(iter(self._accumulator._batches))])
@@ -303,6 +303,23 @@ def test_a_full_batch_starts_the_next_and_wakes_the_io_thread():
     assert others and producer._sender.wakeups >= 1 + len(others)
     assert [slot.index for slot in slots[:first.record_count]] == list(range(first.record_count))
     assert slots[first.record_count].index == 0 and slots[first.record_count].produce_future is not first.produce_future
+
+
+def test_records_for_several_partitions_keep_the_requests_order_in_each():
+    producer = FakeProducer()
+    messages = [OutgoingMessage("t", None, b"%d" % n, n % 2, 1_700_000_000_000, "") for n in range(6)]
+    slots = _append_all_waited(producer, messages, _Placement({"t": {0, 1}}), time.monotonic())
+    assert [(slot.produce_future.topic_partition.partition, slot.index) for slot in slots] == [
+        (0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
+    assert producer._sender.wakeups == 2  # one new batch per partition
+
+
+def test_a_closed_producer_takes_no_record():
+    producer = FakeProducer()
+    producer._closed = True
+    outcomes = producer.append(3)
+    assert all(isinstance(outcome, IllegalStateError) for outcome in outcomes)
+    assert not producer._accumulator._batches or not producer.batches()
 
 
 def test_each_record_of_a_failed_batch_gets_its_own_error():
