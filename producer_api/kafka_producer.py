@@ -642,21 +642,24 @@ class MessageProducer:
         Returns each topic's partitions, as the cluster metadata had them.
         """
         partitions_by_topic: dict[str, set[int]] = {}
+        limit = self._settings.max_request_size
         for index, message in enumerate(messages):
-            where = f" (message at index {index})" if len(messages) > 1 else ""
-            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(message.key, message.value, [])
-            if size > self._settings.max_request_size:
-                raise PayloadTooLarge(
-                    f"Failed to produce message: Message is {size} bytes once encoded, more than the "
-                    f"{self._settings.max_request_size} bytes allowed (KAFKA_MAX_REQUEST_SIZE){where}"
-                )
-            if message.topic not in partitions_by_topic:
-                partitions_by_topic[message.topic] = self._partitions_for(message.topic, producer)
-            if message.partition is not None and message.partition not in partitions_by_topic[message.topic]:
-                count = len(partitions_by_topic[message.topic])
+            payload = len(message.value) if message.key is None else len(message.value) + len(message.key)
+            if payload + _MOST_RECORD_OVERHEAD > limit:  # only then is the exact size worth its 1 us a message
+                size = DefaultRecordBatchBuilder.estimate_size_in_bytes(message.key, message.value, [])
+                if size > limit:
+                    raise PayloadTooLarge(
+                        f"Failed to produce message: Message is {size} bytes once encoded, more than the "
+                        f"{limit} bytes allowed (KAFKA_MAX_REQUEST_SIZE){_where(index, messages)}"
+                    )
+            partitions = partitions_by_topic.get(message.topic)
+            if partitions is None:
+                partitions = partitions_by_topic[message.topic] = self._partitions_for(message.topic, producer)
+            if message.partition is not None and message.partition not in partitions:
                 raise UnknownPartition(
                     f"Failed to produce message: Partition {message.partition} does not exist: topic "
-                    f"'{message.topic}' has {count} partition(s), numbered 0 to {count - 1}{where}"
+                    f"'{message.topic}' has {len(partitions)} partition(s), numbered 0 to {len(partitions) - 1}"
+                    f"{_where(index, messages)}"
                 )
         return partitions_by_topic
 
@@ -697,6 +700,17 @@ class MessageProducer:
         if self._transactional is not None:
             _close_quietly(self._transactional, 0.0)
         _close_quietly(self._producer, timeout)
+
+
+# What DefaultRecordBatchBuilder.estimate_size_in_bytes adds at most to a record's key and value (no headers):
+# the batch header, the record's overhead and both lengths as 5-byte varints.
+_MOST_RECORD_OVERHEAD = (DefaultRecordBatchBuilder.HEADER_STRUCT.size + DefaultRecordBatchBuilder.MAX_RECORD_OVERHEAD
+                         + 5 + 5 + 1)
+
+
+def _where(index: int, messages: list) -> str:
+    """Which message of a batch an error is about; nothing for a single message."""
+    return f" (message at index {index})" if len(messages) > 1 else ""
 
 
 def _has_fatal_error(producer: KafkaProducer) -> bool:

@@ -11,8 +11,10 @@ from kafka.net.selector import KernelEvent
 from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
 from kafka.producer.record_accumulator import RecordAccumulator
+from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from producer_api.kafka_producer import (
+    _MOST_RECORD_OVERHEAD,
     KeyHashCachingPartitioner,
     _append_all_waited,
     _CoalescedWakeup,
@@ -356,3 +358,20 @@ def test_a_record_moved_by_a_batch_split_is_followed_by_its_waiter_and_its_callb
     waiter.join(5)
     assert outcome == [21] and settled == ["late record"]
     assert [slot.outcome() for slot in slots] == [10, 11, 20, 21]
+
+
+class Sized:
+    def __init__(self, size: int):
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+@pytest.mark.parametrize("key", [None, b"", b"k", b"k" * 127, b"k" * 128, b"k" * 20_000])
+@pytest.mark.parametrize("value_size", [0, 1, 63, 64, 8191, 8192, 1_048_576, 268_435_456])
+def test_the_quick_size_bound_is_never_below_kafka_pythons_estimate(key, value_size):
+    # Requests skip the exact estimate when key + value + the bound fit; the bound must never be the smaller.
+    value = Sized(value_size)  # the estimate reads only the lengths (a 5-byte varint needs 256 MiB)
+    payload = value_size + (0 if key is None else len(key))
+    assert DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, []) <= payload + _MOST_RECORD_OVERHEAD
