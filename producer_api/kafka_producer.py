@@ -472,8 +472,11 @@ class MessageProducer:
             return [self._queued(message, outcome) for message, outcome in zip(messages, outcomes, strict=True)]
         outcomes = _append_all_waited(producer, messages, placement, now)  # a slot or an exception per message
         try:
+            # Last first: a partition's batches complete in order, so waiting for the request's last batch first
+            # usually finds the others done, instead of waking once for each of them.
             deliveries = [self._await(message, outcome, deadline)
-                          for message, outcome in zip(messages, outcomes, strict=True)]
+                          for message, outcome in zip(reversed(messages), reversed(outcomes), strict=True)]
+            deliveries.reverse()
         finally:
             self._release_when_settled(outcomes)
         self._note_outcome(producer, deliveries)
