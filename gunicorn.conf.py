@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gunicorn import glogging
 
+from producer_api import response_send
 from producer_api.balance import ConnectionBalance
 from producer_api.config import ConfigError, Settings
 from producer_api.keepalive import KeepAliveOnThread
@@ -88,12 +89,14 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Balance new connections over workers, keep kept-alive ones on their thread, and log that it serves."""
+    """Balance connections over workers, keep kept-alive ones on their thread, send headers with the body; log it."""
     balanced = connection_balance.join(worker)
     on_thread = KeepAliveOnThread.install(worker)
-    worker.log.info("worker %s: serving%s%s", worker.pid,
+    one_send = response_send.install()
+    worker.log.info("worker %s: serving%s%s%s", worker.pid,
                     " (new connections balanced over workers)" if balanced else "",
-                    " (a kept-alive connection's next request served on its thread)" if on_thread else "")
+                    " (a kept-alive connection's next request served on its thread)" if on_thread else "",
+                    " (headers and body sent together)" if one_send else "")
 
 
 def worker_exit(server, worker):

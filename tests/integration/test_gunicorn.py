@@ -198,3 +198,15 @@ def test_a_kept_alive_connection_serves_requests_at_once_after_a_pause_and_pipel
         connection.close()
     assert offsets == list(range(6))
     assert [json.loads(record.value)["n"] for record in read_topic(topic, 6)] == list(range(6))
+
+
+def test_workers_send_headers_and_body_together_and_clients_read_them(service):
+    # producer_api/response_send.py, installed in post_worker_init: every worker, and responses still parse.
+    assert service.log().count("(headers and body sent together)") == 2
+    host, port = service.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        stream = connection.makefile("rb")
+        health, root = _read_response(stream), _read_response(stream)
+    assert health[0] == 200 and json.loads(health[1])["status"] == "healthy"
+    assert root[0] == 200 and json.loads(root[1])

@@ -2,15 +2,17 @@
 
 import json
 import logging
+import os
 import re
 import sys
+import uuid
 
 import pytest
 
 from producer_api import create_app
 from producer_api.config import ApiKey
 from producer_api.errors import KafkaUnavailable
-from producer_api.logs import JsonFormatter, logging_config
+from producer_api.logs import JsonFormatter, _new_request_id, logging_config
 from tests.unit.conftest import FakeProducer
 
 BODY_TEXT = "very-private-body-text"
@@ -191,3 +193,17 @@ def test_batching_handler_writes_itself_when_the_queue_is_full(monkeypatch):
     thread.join()
     assert max(queued) <= 3
     assert stream.getvalue().splitlines() + list(handler._pending) == [f"line {index}" for index in range(10)]
+
+
+def test_forked_workers_make_different_request_ids():
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child, as a gunicorn worker after fork
+        os.write(write_end, _new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child, parent = os.read(read_end, 64).decode(), _new_request_id()
+    os.close(read_end)
+    os.close(write_end)
+    assert child != parent
+    assert uuid.UUID(child).version == 4 and re.fullmatch(r"[0-9a-f]{32}", child)
