@@ -1,5 +1,7 @@
 """Unit-test fixtures: the app with a fake producer, so no broker is needed."""
 
+import socket
+
 import pytest
 
 from producer_api import create_app
@@ -56,3 +58,14 @@ def app(make_settings, producer):
 def client(app):
     """A Flask test client for the app."""
     return app.test_client()
+
+
+def received(sock: socket.socket) -> bytes:
+    """Everything a socket has received so far, without waiting for more."""
+    sock.setblocking(False)
+    chunks = []
+    while True:
+        try:
+            chunks.append(sock.recv(1 << 20))
+        except BlockingIOError:
+            return b"".join(chunks)

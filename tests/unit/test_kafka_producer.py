@@ -22,6 +22,7 @@ from producer_api.kafka_producer import (
     _Placement,
 )
 from producer_api.messages import OutgoingMessage
+from tests.unit.conftest import received
 
 
 class FakeSelector:
@@ -178,15 +179,6 @@ class FakeNetwork:
 
     def wait_write(self, fileobj):
         return KernelEvent("_wait_write", fileobj)
-
-
-def received(sock: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunks.append(sock.recv(1 << 20))
-        except BlockingIOError:
-            return b"".join(chunks)
 
 
 @pytest.fixture

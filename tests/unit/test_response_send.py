@@ -9,6 +9,7 @@ from gunicorn.config import Config
 from gunicorn.http import wsgi
 
 from producer_api import response_send
+from tests.unit.conftest import received
 
 
 class CountingSocket:
@@ -21,16 +22,6 @@ class CountingSocket:
     def sendall(self, data: bytes) -> None:
         self.sends += 1
         self._sock.sendall(data)
-
-
-def received(sock: socket.socket) -> bytes:
-    sock.setblocking(False)
-    chunks = []
-    while True:
-        try:
-            chunks.append(sock.recv(1 << 16))
-        except BlockingIOError:
-            return b"".join(chunks)
 
 
 def respond(write, status: str, headers: list, body_parts: list, method: str = "POST") -> tuple[bytes, int]:
