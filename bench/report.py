@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from statistics import median
 
-from bench.suite import BASELINE, CEILING_A, CEILING_A0, CEILING_B, CEILING_B_LOAD, LOADS, SERVICE
+from bench.suite import BASELINE, CEILING_A, CEILING_A0, CEILING_B, CEILING_B_LOAD, CEILING_S, LOADS, SERVICE
 
 WRK_CPU_LIMIT_PCT = 80.0  # one wrk thread can use at most 100% of a core
 CEILING_B_MARGIN = 1.5    # ceiling B, driven by the same wrk, must be well above the service
@@ -20,7 +20,7 @@ def _rows(records: list[dict]) -> list[tuple[str, str]]:
     rows = []
     for config in (CEILING_A, CEILING_A0):
         rows += [(config, record["load"]) for record in records if record["config"] == config][:1]
-    rows.append((CEILING_B, CEILING_B_LOAD.name))
+    rows += [(CEILING_B, CEILING_B_LOAD.name), (CEILING_S, CEILING_B_LOAD.name)]
     rows += [(config, load.name) for config in (SERVICE, BASELINE) for load in LOADS]
     return rows
 
@@ -48,6 +48,11 @@ def paired_ratios(records: list[dict]) -> list[dict]:
              for config, name in ((CEILING_A, "A"), (CEILING_A0, "A0 (as shipped)"))
              for load in LOADS if load.batch > 1]
     pairs.append((f"service {CEILING_B_LOAD.name} / ceiling B", (SERVICE, CEILING_B_LOAD.name),
+                  (CEILING_B, CEILING_B_LOAD.name)))
+    # Where the gap to ceiling B lies: Kafka's part (service / S) and the service's own work (S / B).
+    pairs.append((f"service {CEILING_B_LOAD.name} / ceiling S (no Kafka)", (SERVICE, CEILING_B_LOAD.name),
+                  (CEILING_S, CEILING_B_LOAD.name)))
+    pairs.append((f"ceiling S {CEILING_B_LOAD.name} / ceiling B", (CEILING_S, CEILING_B_LOAD.name),
                   (CEILING_B, CEILING_B_LOAD.name)))
     pairs += [(f"service / baseline C, {load.name}", (SERVICE, load.name), (BASELINE, load.name)) for load in LOADS]
     repetitions = sorted({record["repetition"] for record in records})

@@ -17,14 +17,16 @@ from local_kafka.cluster import Cluster
 from producer_api.config import Settings
 
 SERVICE, BASELINE, CEILING_A, CEILING_A0, CEILING_B = "service", "baseline C", "ceiling A", "ceiling A0", "ceiling B"
+CEILING_S = "ceiling S"  # the service with Kafka answering at once (bench/apps/no_kafka_conf.py)
 TOPICS = {SERVICE: "bench-service", BASELINE: "bench-baseline", CEILING_A: "bench-ceiling",
-          CEILING_A0: "bench-ceiling-shipped", CEILING_B: "bench-echo"}
+          CEILING_A0: "bench-ceiling-shipped", CEILING_B: "bench-echo", CEILING_S: "bench-no-kafka"}
 WRITING_CONFIGS = (SERVICE, BASELINE, CEILING_A, CEILING_A0)
-PORTS = {SERVICE: 18001, BASELINE: 18002, CEILING_B: 18003}
+PORTS = {SERVICE: 18001, BASELINE: 18002, CEILING_B: 18003, CEILING_S: 18004}
 SERVER_SPECS = {  # gunicorn config file and app, relative to the repository
     SERVICE: ("gunicorn.conf.py", "wsgi:app"),
     BASELINE: ("bench/apps/naive_conf.py", "bench.apps.naive_app:app"),
     CEILING_B: ("gunicorn.conf.py", "bench.apps.echo_app:app"),
+    CEILING_S: ("bench/apps/no_kafka_conf.py", "wsgi:app"),
 }
 WARMUP_CONNECTIONS = 8
 
@@ -86,7 +88,7 @@ class Suite:
         self.bodies = {
             (config, batch): payload.write_lines(work_dir / f"{TOPICS[config]}-{batch}.txt",
                                                  payload.request_lines(TOPICS[config], batch))
-            for config, batch in [*shapes, (CEILING_B, 1)]
+            for config, batch in [*shapes, (CEILING_B, 1), (CEILING_S, 1)]
         }
 
     def close(self) -> None:
@@ -126,6 +128,7 @@ class Suite:
         for index, load in enumerate(LOADS):
             if load == CEILING_B_LOAD:
                 steps.append(lambda load=load: self._http(servers[CEILING_B], load))
+                steps.append(lambda load=load: self._http(servers[CEILING_S], load))
             if load.batch > 1 and LOADS[index - 1].batch == 1:
                 steps.append(self._ceiling_a)
                 steps.append(lambda: self._ceiling_a(as_shipped=True))
