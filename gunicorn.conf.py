@@ -12,7 +12,7 @@ from producer_api import response_send
 from producer_api.balance import ConnectionBalance
 from producer_api.config import ConfigError, Settings
 from producer_api.keepalive import KeepAliveOnThread
-from producer_api.logs import logging_config
+from producer_api.logs import logging_config, skip_unused_record_details
 
 try:
     settings = Settings.from_env()
@@ -42,6 +42,7 @@ loglevel = settings.log_level
 accesslog = None
 errorlog = "-"
 logconfig_dict = logging_config(settings.log_level)
+skip_unused_record_details()  # inherited by the workers
 
 
 class ErrorOnlyLogger(glogging.Logger):
