@@ -48,7 +48,7 @@ class JsonFormatter(logging.Formatter):
         try:
             # orjson: 0.2 us against 3.6 us for json.dumps here, on every line (the access line of every request).
             return orjson.dumps(entry, default=str).decode()
-        except TypeError:  # what orjson refuses outright (an integer beyond 64 bits): the standard library's way
+        except TypeError:  # what orjson refuses (integers beyond 64 bits, lone surrogates, non-string keys)
             return json.dumps(entry, ensure_ascii=False, default=str)
 
 
