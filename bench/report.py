@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from statistics import median
 
-from bench.suite import BASELINE, CEILING_A, CEILING_A0, CEILING_B, CEILING_B_LOAD, CEILING_S, LOADS, SERVICE
+from bench.suite import (
+    BASELINE,
+    CEILING_A,
+    CEILING_A0,
+    CEILING_B,
+    CEILING_B_LOAD,
+    CEILING_K,
+    CEILING_S,
+    LOADS,
+    SERVICE,
+)
 
 WRK_CPU_LIMIT_PCT = 80.0  # one wrk thread can use at most 100% of a core
 CEILING_B_MARGIN = 1.5    # ceiling B, driven by the same wrk, must be well above the service
@@ -21,6 +31,7 @@ def _rows(records: list[dict]) -> list[tuple[str, str]]:
     for config in (CEILING_A, CEILING_A0):
         rows += [(config, record["load"]) for record in records if record["config"] == config][:1]
     rows += [(CEILING_B, CEILING_B_LOAD.name), (CEILING_S, CEILING_B_LOAD.name)]
+    rows += [(CEILING_K, load.name) for load in LOADS if load.batch == 1]
     rows += [(config, load.name) for config in (SERVICE, BASELINE) for load in LOADS]
     return rows
 
@@ -54,6 +65,13 @@ def paired_ratios(records: list[dict]) -> list[dict]:
                   (CEILING_S, CEILING_B_LOAD.name)))
     pairs.append((f"ceiling S {CEILING_B_LOAD.name} / ceiling B", (CEILING_S, CEILING_B_LOAD.name),
                   (CEILING_B, CEILING_B_LOAD.name)))
+    # Ceiling K is ceiling B plus the Kafka round trip: what no single-message service on this stack can pass.
+    pairs.append((f"ceiling K {CEILING_B_LOAD.name} / ceiling B", (CEILING_K, CEILING_B_LOAD.name),
+                  (CEILING_B, CEILING_B_LOAD.name)))
+    pairs += [(f"service / ceiling K, {load.name}", (SERVICE, load.name), (CEILING_K, load.name))
+              for load in LOADS if load.batch == 1]
+    pairs += [(f"ceiling K / baseline C, {load.name}", (CEILING_K, load.name), (BASELINE, load.name))
+              for load in LOADS if load.batch == 1]
     pairs += [(f"service / baseline C, {load.name}", (SERVICE, load.name), (BASELINE, load.name)) for load in LOADS]
     repetitions = sorted({record["repetition"] for record in records})
     ratios = []
@@ -93,7 +111,7 @@ def wrk_check(records: list[dict]) -> dict:
 def kafka_totals(records: list[dict]) -> list[dict]:
     """Per writing configuration: messages acknowledged to the client, messages Kafka holds, failed checks."""
     totals = []
-    for config in (CEILING_A, CEILING_A0, SERVICE, BASELINE):
+    for config in (CEILING_A, CEILING_A0, CEILING_K, SERVICE, BASELINE):
         checks = [record["kafka"] for record in records if record["config"] == config and "kafka" in record]
         if checks:
             totals.append({

@@ -18,15 +18,18 @@ from producer_api.config import Settings
 
 SERVICE, BASELINE, CEILING_A, CEILING_A0, CEILING_B = "service", "baseline C", "ceiling A", "ceiling A0", "ceiling B"
 CEILING_S = "ceiling S"  # the service with Kafka answering at once (bench/apps/no_kafka_conf.py)
+CEILING_K = "ceiling K"  # ceiling B plus the Kafka round trip (bench/apps/kafka_echo_app.py)
 TOPICS = {SERVICE: "bench-service", BASELINE: "bench-baseline", CEILING_A: "bench-ceiling",
-          CEILING_A0: "bench-ceiling-shipped", CEILING_B: "bench-echo", CEILING_S: "bench-no-kafka"}
-WRITING_CONFIGS = (SERVICE, BASELINE, CEILING_A, CEILING_A0)
-PORTS = {SERVICE: 18001, BASELINE: 18002, CEILING_B: 18003, CEILING_S: 18004}
+          CEILING_A0: "bench-ceiling-shipped", CEILING_B: "bench-echo", CEILING_S: "bench-no-kafka",
+          CEILING_K: "bench-echo-kafka"}
+WRITING_CONFIGS = (SERVICE, BASELINE, CEILING_A, CEILING_A0, CEILING_K)
+PORTS = {SERVICE: 18001, BASELINE: 18002, CEILING_B: 18003, CEILING_S: 18004, CEILING_K: 18005}
 SERVER_SPECS = {  # gunicorn config file and app, relative to the repository
     SERVICE: ("gunicorn.conf.py", "wsgi:app"),
     BASELINE: ("bench/apps/naive_conf.py", "bench.apps.naive_app:app"),
     CEILING_B: ("gunicorn.conf.py", "bench.apps.echo_app:app"),
     CEILING_S: ("bench/apps/no_kafka_conf.py", "wsgi:app"),
+    CEILING_K: ("gunicorn.conf.py", "bench.apps.kafka_echo_app:app"),
 }
 WARMUP_CONNECTIONS = 8
 
@@ -88,7 +91,7 @@ class Suite:
         self.bodies = {
             (config, batch): payload.write_lines(work_dir / f"{TOPICS[config]}-{batch}.txt",
                                                  payload.request_lines(TOPICS[config], batch))
-            for config, batch in [*shapes, (CEILING_B, 1), (CEILING_S, 1)]
+            for config, batch in [*shapes, (CEILING_B, 1), (CEILING_S, 1), (CEILING_K, 1)]
         }
 
     def close(self) -> None:
@@ -129,6 +132,8 @@ class Suite:
             if load == CEILING_B_LOAD:
                 steps.append(lambda load=load: self._http(servers[CEILING_B], load))
                 steps.append(lambda load=load: self._http(servers[CEILING_S], load))
+            if load.batch == 1:
+                steps.append(lambda load=load: self._http(servers[CEILING_K], load))
             if load.batch > 1 and LOADS[index - 1].batch == 1:
                 steps.append(self._ceiling_a)
                 steps.append(lambda: self._ceiling_a(as_shipped=True))
