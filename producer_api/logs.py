@@ -38,9 +38,10 @@ class JsonFormatter(logging.Formatter):
             "pid": record.process,
             "message": record.getMessage(),
         }
-        if has_request_context() and "request_id" in g:
+        fields = getattr(record, "fields", None) or {}
+        if "request_id" not in fields and has_request_context() and "request_id" in g:
             entry["request_id"] = g.request_id
-        entry.update(getattr(record, "fields", None) or {})
+        entry.update(fields)
         if record.exc_info:
             entry["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         elif record.stack_info:
@@ -164,10 +165,12 @@ def logging_config(level: str) -> dict:
 
 def assign_request_id() -> str:
     """Take the caller's X-Request-ID if it is a sane token (<= 128 of A-Z a-z 0-9 . _ -), else make one."""
-    if "request_id" not in g:
+    this_g = g._get_current_object()  # once: every use of the proxy looks g up again
+    request_id = this_g.get("request_id")
+    if request_id is None:
         offered = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = offered if _SANE_REQUEST_ID.fullmatch(offered) else _new_request_id()
-    return g.request_id
+        request_id = this_g.request_id = offered if _SANE_REQUEST_ID.fullmatch(offered) else _new_request_id()
+    return request_id
 
 
 def _new_request_id() -> str:
@@ -192,17 +195,20 @@ def log_access(response: Response, duration_ms: float) -> None:
     response.headers[REQUEST_ID_HEADER] = request_id
     if not access_log.isEnabledFor(logging.INFO):
         return
+    # The objects behind Flask's proxies, looked up once: every use of a proxy looks them up again.
+    this_request, this_g = request._get_current_object(), g._get_current_object()
+    method, path, status = this_request.method, this_request.path, response.status_code
     fields = {
         "request_id": request_id,
-        "method": request.method,
-        "path": request.path,
-        "status": response.status_code,
+        "method": method,
+        "path": path,
+        "status": status,
         "duration_ms": round(duration_ms, 3),
-        "remote_addr": request.remote_addr,
+        "remote_addr": this_request.remote_addr,
     }
-    if "log_topic" in g:
-        fields.update(topic=g.log_topic, messages=g.log_messages)
-    api_key = g.get("api_key")
+    if "log_topic" in this_g:
+        fields.update(topic=this_g.log_topic, messages=this_g.log_messages)
+    api_key = this_g.get("api_key")
     if api_key is not None:
         fields["api_key"] = api_key.name  # the key's name only, never the key
-    access_log.info("%s %s %d", request.method, request.path, response.status_code, extra={"fields": fields})
+    access_log.info("%s %s %d", method, path, status, extra={"fields": fields})

@@ -88,6 +88,16 @@ def test_failed_messages_are_counted_by_error(client, producer):
     assert value("producer_messages_failed_total", topic=topic, kind="DeliveryTimeout") == 1
 
 
+def test_a_single_failed_message_is_counted_by_error_and_not_timed(client, producer):
+    topic = "metrics-single-failed"
+    latency_before = value("producer_produce_latency_seconds_count")
+    producer.fail_with = {0: DeliveryTimeout("slow")}
+    assert client.post("/produce", json=one(topic)).status_code == 504
+    assert value("producer_messages_failed_total", topic=topic, kind="DeliveryTimeout") == 1
+    assert value("producer_messages_produced_total", topic=topic) == 0
+    assert value("producer_produce_latency_seconds_count") == latency_before
+
+
 @pytest.mark.parametrize(
     ("send", "endpoint", "status", "kind"),
     [
