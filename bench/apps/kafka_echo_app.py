@@ -9,31 +9,17 @@ post_fork opens the worker's producer.
 
 from __future__ import annotations
 
-import time
-
-from flask import Flask
-
-from producer_api.bodies import read_json
-from producer_api.delivery import SENT
+from bench.apps.echo_app import create_echo_app
 from producer_api.kafka_producer import worker_producer
-from producer_api.messages import iso_utc, to_outgoing
-
-app = Flask(__name__)
-app.json.sort_keys = False  # as the service's create_app sets it
+from producer_api.messages import to_outgoing
 
 
-@app.get("/health")
-def health():
-    """Answer that the app is up (the benchmark checks Kafka itself)."""
-    return {"status": "healthy"}
-
-
-@app.post("/produce")
-def produce():
-    """Send the body's message to Kafka, wait for the acknowledgement, answer as the service does."""
-    document = read_json()
+def send_and_wait(document: dict) -> tuple[int, int]:
+    """Send the body's message with the worker's producer and return where Kafka stored it."""
     delivery = worker_producer().send_all([to_outgoing(document, "ceiling-k")])[0]
-    if not delivery.succeeded:
-        return {"detail": delivery.error.detail}, delivery.error.status
-    return {"success": True, "message": SENT, "topic": document["topic"], "partition": delivery.partition,
-            "offset": delivery.offset, "timestamp": iso_utc(time.time())}
+    if delivery.error is not None:
+        raise delivery.error  # answered as a 500 by this benchmark-only app: wrk counts it as an error
+    return delivery.partition, delivery.offset
+
+
+app = create_echo_app(send_and_wait)
