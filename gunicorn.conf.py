@@ -80,6 +80,11 @@ def on_starting(server):
     server.log.info("metrics of every worker in %s", directory)
 
 
+def pre_fork(server, worker):
+    """Take the worker's balance slot before it exists, so that workers already serving leave it connections."""
+    connection_balance.expect(worker)
+
+
 def post_fork(server, worker):
     """Create this worker's Kafka producer and metrics sampler: their threads must start after the fork."""
     from producer_api import kafka_producer, metrics
@@ -112,7 +117,7 @@ def child_exit(server, worker):
     """Free the worker's balance slot and drop its gauges (even after SIGKILL); its counters stay in the sums."""
     from prometheus_client import multiprocess
 
-    connection_balance.leave(worker.pid)
+    connection_balance.leave(worker)
     multiprocess.mark_process_dead(worker.pid)
 
 

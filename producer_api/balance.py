@@ -15,6 +15,11 @@ DEFER_PAUSE_S = 0.001
 # worker, and the next one deserves the same chance.
 NEW_DEFERRAL_AFTER_S = 5 * DEFER_PAUSE_S
 
+# A worker forked but not yet serving (its Kafka producer opening, the app loading: about 0.3 s here) counts as
+# idle for this long: a busier worker leaves new connections to it meanwhile, as a client pool that connects the
+# moment the port opens would otherwise all land on the worker that started first, and stay there.
+STARTUP_WAIT_S = 2.0
+
 # A worker defers only once it holds this many more connections than the least busy other: a difference of one
 # is what two workers accepting at once leave behind, and deferring over it made a burst of connections wait.
 IMBALANCE_TOLERATED = 1
@@ -32,18 +37,33 @@ class ConnectionBalance:
     """
 
     def __init__(self, workers: int):
-        # Created in the master before fork, so every worker shares the same memory.
-        self._lock = multiprocessing.Lock()
+        # Created in the master before fork, so every worker shares the same memory. Only the master takes and
+        # frees slots (pre_fork, child_exit); a worker writes only its own. A slot is known by the worker's age,
+        # gunicorn's spawn count, which the master knows before the fork and the pid only after it.
+        self._ages = multiprocessing.RawArray("i", workers)
         self._pids = multiprocessing.RawArray("i", workers)
         self._connections = multiprocessing.RawArray("i", workers)
+        self._starting_until = multiprocessing.RawArray("d", workers)
+
+    def expect(self, worker) -> None:
+        """Take a slot for a worker about to be forked; called by the master (gunicorn's pre_fork)."""
+        for slot, age in enumerate(self._ages):
+            if age == 0:
+                self._pids[slot], self._connections[slot] = 0, 0
+                self._starting_until[slot] = time.monotonic() + STARTUP_WAIT_S
+                self._ages[slot] = worker.age
+                return
+        # No free slot for a moment (a reload): this worker accepts as gunicorn does.
 
     def join(self, worker) -> bool:
-        """Take a slot for this gthread worker and make it defer connections to less busy workers."""
+        """Fill in this gthread worker's slot (see expect) and make it defer connections to less busy workers."""
         if not all(hasattr(worker, name) for name in _GTHREAD_PARTS):
             return False
-        slot = self._claim(os.getpid())
+        slot = self._slot_of(worker.age)
         if slot is None:  # more workers than slots for a moment (a reload): accept as gunicorn does
             return False
+        self._pids[slot], self._connections[slot] = os.getpid(), worker.nr_conns
+        self._starting_until[slot] = 0.0  # serving
         accept, notify = worker.accept, worker.notify
         wait, set_accept_enabled = worker.wait_for_and_dispatch_events, worker.set_accept_enabled
         deferred_since: list[float | None] = [None]
@@ -55,8 +75,13 @@ class ConnectionBalance:
             notify()
 
         def accept_unless_busier(listener):
-            if worker.nr_conns > self._least_busy_other(slot) + IMBALANCE_TOLERATED:
-                now = time.monotonic()
+            now = time.monotonic()
+            least_busy, other_starting = self._least_busy_other(slot, now)
+            if worker.nr_conns > least_busy + IMBALANCE_TOLERATED:
+                if other_starting:  # the idle one is a worker still starting: wait for it, up to STARTUP_WAIT_S
+                    set_accept_enabled(False)
+                    paused_until[0] = now + DEFER_PAUSE_S
+                    return
                 if deferred_since[0] is None or now - last_look[0] > NEW_DEFERRAL_AFTER_S:
                     deferred_since[0] = now
                 last_look[0] = now
@@ -91,29 +116,35 @@ class ConnectionBalance:
         worker.set_accept_enabled = set_accept_enabled_unless_paused
         return True
 
-    def leave(self, pid: int) -> None:
-        """Free the slot of a worker that exited; called by the master (gunicorn's child_exit)."""
-        # No lock: a worker killed while holding it would hang the master here. Claims only take free slots.
-        for slot, owner in enumerate(self._pids):
-            if owner == pid:
-                self._connections[slot], self._pids[slot] = 0, 0
+    def leave(self, worker) -> None:
+        """Free the slot of a worker that exited, even before it served; called by the master (child_exit)."""
+        slot = self._slot_of(worker.age)
+        if slot is not None:
+            self._pids[slot], self._connections[slot], self._starting_until[slot] = 0, 0, 0.0
+            self._ages[slot] = 0
 
     def connections(self) -> dict[int, int]:
-        """Open connections per worker pid, as last published."""
+        """Open connections per serving worker pid, as last published."""
         return {pid: self._connections[slot] for slot, pid in enumerate(self._pids) if pid}
 
-    def _claim(self, pid: int) -> int | None:
-        if not self._lock.acquire(timeout=1.0):  # a worker died holding it: balance without this one
-            return None
-        try:
-            for slot, owner in enumerate(self._pids):
-                if owner == 0:
-                    self._connections[slot], self._pids[slot] = 0, pid
-                    return slot
-            return None
-        finally:
-            self._lock.release()
+    def _slot_of(self, age: int) -> int | None:
+        for slot, slot_age in enumerate(self._ages):
+            if slot_age == age:
+                return slot
+        return None
 
-    def _least_busy_other(self, slot: int) -> float:
-        others = [self._connections[other] for other, pid in enumerate(self._pids) if pid and other != slot]
-        return min(others, default=float("inf"))
+    def _least_busy_other(self, slot: int, now: float) -> tuple[float, bool]:
+        """The fewest connections another worker holds, and whether that worker is one still starting."""
+        least_busy, starting = float("inf"), False
+        for other in range(len(self._ages)):
+            if other == slot or not self._ages[other]:
+                continue
+            if self._pids[other]:
+                count, other_starting = self._connections[other], False
+            elif now < self._starting_until[other]:
+                count, other_starting = 0, True
+            else:
+                continue  # forked long ago and never joined: not a gthread worker, or stuck in its start
+            if count < least_busy or (count == least_busy and other_starting):
+                least_busy, starting = count, other_starting
+        return least_busy, starting

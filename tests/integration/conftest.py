@@ -308,16 +308,20 @@ def _readlink(path: Path) -> str:
 
 @pytest.fixture
 def start_gunicorn(tmp_path):
-    """Start the service exactly as deployed (gunicorn.conf.py, post_fork producers) with extra environment."""
+    """Start the service as deployed (gunicorn.conf.py, post_fork producers) with extra environment.
+
+    It returns once every worker serves, or only `serving_workers` of them.
+    """
     started = []
 
-    def start(bootstrap_servers: str, **environment: str) -> Gunicorn:
+    def start(bootstrap_servers: str, config: str = "gunicorn.conf.py", serving_workers: int | None = None,
+              **environment: str) -> Gunicorn:
         port = _free_port()
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers, "PRODUCER_PORT": str(port),
                "PRODUCER_HOST": "127.0.0.1", "PRODUCER_WORKERS": "2", **environment}
         log_file = tmp_path / f"gunicorn-{port}.log"
         with open(log_file, "wb") as log:
-            process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", config, "wsgi:app"],
                                        cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
         server = Gunicorn(process, f"http://127.0.0.1:{port}", log_file)
         started.append(server)
@@ -327,7 +331,7 @@ def start_gunicorn(tmp_path):
                 raise AssertionError(f"gunicorn exited with {process.returncode}:\n{server.log()}")
             # Every worker must be serving: a SIGTERM that reaches a worker still booting is missed by gunicorn,
             # which then waits the whole graceful timeout for it.
-            if server.log().count(": serving") >= int(env["PRODUCER_WORKERS"]):
+            if server.log().count(": serving") >= (serving_workers or int(env["PRODUCER_WORKERS"])):
                 http("GET", server.url + "/", timeout=5)
                 return server
             time.sleep(0.2)

@@ -5,10 +5,13 @@ import signal
 import socket
 import time
 from http.client import HTTPConnection
+from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import http
+
+SLOW_SECOND_WORKER_CONF = Path(__file__).with_name("slow_second_worker_conf.py")
 
 SEED_SINGLE = """{
     "topic": "%s",
@@ -141,23 +144,47 @@ def test_connections_opened_together_are_spread_over_the_workers(service):
     # (measured with wrk -c8: 3 runs in 8); this checks the balance is in place in every worker and spreads an
     # idle service's connections. tests/unit/test_balance.py checks the deferring itself.
     assert service.log().count("(new connections balanced over workers)") == 2
-    port = int(service.url.rsplit(":", 1)[1])
-    connections = [socket.socket() for _ in range(8)]
+    connections = _connect_at_once(service, 8)
     try:
-        for connection in connections:  # all at once, as wrk and connection pools do
-            connection.setblocking(False)
-            connection.connect_ex(("127.0.0.1", port))
-        for connection in connections:
-            connection.settimeout(10)
-            connection.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
-        for connection in connections:
-            assert connection.recv(65536).startswith(b"HTTP/1.1 200")  # answered, and kept alive
-        counts = service.connections_per_worker()
-        assert sum(counts.values()) == 8, counts
-        assert min(counts.values()) >= 2, counts
+        _assert_answered_and_spread(service, connections)
     finally:
         for connection in connections:
             connection.close()
+
+
+def test_a_pool_that_connects_while_a_worker_starts_is_spread_over_the_workers(broker, start_gunicorn):
+    # A client pool that reconnects the moment a restarted service opens its port used to land on the worker
+    # that started first, and keep-alive kept it there. The second worker here is slow to start.
+    service = start_gunicorn(broker.bootstrap_servers, config=str(SLOW_SECOND_WORKER_CONF), serving_workers=1)
+    connections = _connect_at_once(service, 8)
+    try:
+        assert service.log().count(": serving") == 1  # the second worker was still starting
+        _assert_answered_and_spread(service, connections)
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def _connect_at_once(service, count: int) -> list[socket.socket]:
+    """Open `count` connections at once, as wrk and connection pools do, each sending GET / on its way."""
+    port = int(service.url.rsplit(":", 1)[1])
+    connections = [socket.socket() for _ in range(count)]
+    for connection in connections:
+        connection.setblocking(False)
+        connection.connect_ex(("127.0.0.1", port))
+    for connection in connections:
+        connection.settimeout(10)
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+    return connections
+
+
+def _assert_answered_and_spread(service, connections: list[socket.socket]) -> None:
+    """Every connection was answered and kept alive, and each of the 2 workers holds at least 2 of them."""
+    for connection in connections:
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+    counts = service.connections_per_worker()
+    assert sum(counts.values()) == len(connections), counts
+    assert min(counts.values()) >= 2, counts
 
 
 def _read_response(stream) -> tuple[int, bytes]:

@@ -8,9 +8,13 @@ from producer_api.balance import ConnectionBalance
 
 
 class FakeWorker:
-    """The parts of gunicorn's ThreadWorker the balance uses: its counts, accept(), notify() and event loop."""
+    """The parts of gunicorn's ThreadWorker the balance uses: its age, counts, accept(), notify() and event loop."""
+
+    ages = 0
 
     def __init__(self):
+        FakeWorker.ages += 1
+        self.age = FakeWorker.ages  # gunicorn's spawn count, unique in a master
         self.nr_conns = 0
         self.accepted = 0
         self.notified = 0
@@ -32,9 +36,15 @@ class FakeWorker:
         self.waits.append(timeout)
 
 
-def joined(shared: ConnectionBalance) -> FakeWorker:
+def forked(shared: ConnectionBalance) -> FakeWorker:
     worker = FakeWorker()
-    assert shared.join(worker)
+    shared.expect(worker)  # the master, in pre_fork
+    return worker
+
+
+def joined(shared: ConnectionBalance) -> FakeWorker:
+    worker = forked(shared)
+    assert shared.join(worker)  # the worker, once its event loop is about to run
     return worker
 
 
@@ -129,12 +139,48 @@ def test_a_worker_that_left_frees_its_slot_for_the_next(monkeypatch):
     # Only balance's view of the pid: patching os.getpid itself made multiprocessing's heap refuse to free a
     # block that an earlier test left for the garbage collector ("My pid (222) is not last pid ...").
     monkeypatch.setattr(balance, "os", SimpleNamespace(getpid=lambda: 111))
-    joined(shared)
+    first = joined(shared)
     monkeypatch.setattr(balance, "os", SimpleNamespace(getpid=lambda: 222))
-    assert not shared.join(FakeWorker())  # no free slot: it accepts as gunicorn does
-    shared.leave(111)
-    assert shared.join(FakeWorker())
+    assert not shared.join(forked(shared))  # no free slot: it accepts as gunicorn does
+    shared.leave(first)
+    assert shared.join(forked(shared))
     assert shared.connections() == {222: 0}
+
+
+def test_a_worker_that_exits_before_it_serves_frees_its_slot():
+    shared = ConnectionBalance(1)
+    starting = forked(shared)
+    shared.leave(starting)  # its post_fork failed: gunicorn's child_exit
+    assert shared.join(forked(shared))
+
+
+def test_connections_wait_for_a_worker_still_starting_beyond_the_defer_time(monkeypatch):
+    monkeypatch.setattr(balance, "DEFER_S", 0.005)
+    shared = ConnectionBalance(2)
+    serving, starting = joined(shared), forked(shared)  # the second still opens its Kafka producer
+    serving.accept("listener")
+    serving.accept("listener")  # one more than an idle worker, as ever
+    for _ in range(3):
+        serving.accept("listener")  # left queued for the starting worker, past DEFER_S
+        time.sleep(0.01)
+        serving.wait_for_and_dispatch_events(1.0)
+    assert serving.accepted == 2 and serving.listening is True
+    assert shared.join(starting)
+    starting.accept("listener")
+    assert starting.accepted == 1
+
+
+def test_a_worker_that_does_not_start_in_time_is_not_waited_for(monkeypatch):
+    monkeypatch.setattr(balance, "STARTUP_WAIT_S", 0.01)
+    shared = ConnectionBalance(2)
+    serving, _stuck = joined(shared), forked(shared)
+    serving.accept("listener")
+    serving.accept("listener")
+    serving.accept("listener")  # waits for the starting worker
+    assert serving.accepted == 2
+    time.sleep(0.02)
+    serving.accept("listener")  # past STARTUP_WAIT_S: it counts as gone, and nothing is deferred to it
+    assert serving.accepted == 3
 
 
 def test_workers_other_than_gthread_are_left_alone():
