@@ -383,12 +383,33 @@ KafkaTCPTransport._write_to_sock = _write_to_sock_sending_first
 
 
 def _new_kafka_producer(settings: Settings, **options) -> KafkaProducer:
-    """A KafkaProducer with the service's settings, its wake-ups coalesced and its lookups quiet (pinned version)."""
+    """A KafkaProducer with the service's settings: wake-ups coalesced, lookups quiet, no spinning (pinned version)."""
     producer = KafkaProducer(**_producer_config(settings), **options)
     network = producer._sender._client._net
     _CoalescedWakeup(network)
     _look_up_without_naming(network._selector)
+    _wait_while_requests_fill_the_connection(producer._sender._client)
     return producer
+
+
+def _wait_while_requests_fill_the_connection(client) -> None:
+    """Make kafka-python's I/O thread wait for a response, not spin, while a broker has all the requests it may.
+
+    kafka-python 3.0.12 stops sending to a connection that has max_in_flight_requests_per_connection requests
+    unanswered, and then asks connection_delay() how long to wait before it tries again. For a connected broker
+    that answers 0 (kafka-python 2 answered "as long as it takes"), so the I/O thread polls with no timeout and
+    turns its loop without a pause until a response comes: under load, whenever data waits behind the requests
+    in flight. The wait still ends at once when a response arrives, a batch expires or a timer is due.
+    """
+    manager, connection_delay = client._manager, client.connection_delay
+
+    def connection_delay_not_zero_when_connected(node_id):
+        connection = manager._conns.get(node_id)
+        if connection is not None and connection.connected:
+            return float("inf")
+        return connection_delay(node_id)
+
+    client.connection_delay = connection_delay_not_zero_when_connected
 
 
 def _look_up_without_naming(selector) -> None:

@@ -4,6 +4,7 @@ import selectors
 import socket
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from kafka.errors import IllegalStateError, MessageSizeTooLargeError
@@ -20,6 +21,7 @@ from producer_api.kafka_producer import (
     _CoalescedWakeup,
     _look_up_without_naming,
     _Placement,
+    _wait_while_requests_fill_the_connection,
 )
 from producer_api.messages import OutgoingMessage
 from tests.unit.conftest import received
@@ -247,6 +249,15 @@ def test_selector_lookups_of_unwatched_sockets_do_not_name_them(selector):
         epoll.unregister(watched)
         with pytest.raises(KeyError):
             epoll.get_key(watched)
+
+
+def test_a_connected_broker_is_waited_for_and_a_disconnected_one_keeps_its_backoff():
+    connections = {1: SimpleNamespace(connected=True), 2: SimpleNamespace(connected=False)}
+    client = SimpleNamespace(_manager=SimpleNamespace(_conns=connections), connection_delay=lambda node_id: 0.25)
+    _wait_while_requests_fill_the_connection(client)
+    assert client.connection_delay(1) == float("inf")  # every request in flight: wait for a response
+    assert client.connection_delay(2) == 0.25  # reconnecting: kafka-python's own backoff
+    assert client.connection_delay(3) == 0.25  # no connection yet
 
 
 class FakeSender:
