@@ -74,22 +74,24 @@ class ConnectionBalance:
             self._connections[slot] = worker.nr_conns  # after every turn of the worker's event loop
             notify()
 
+        def stop_listening_for_a_moment(now):
+            # Instead of sleeping: a sleep here stalled the event loop, and with it every kept-alive connection of
+            # this worker. wait_then_resume_listening listens again after DEFER_PAUSE_S.
+            set_accept_enabled(False)
+            paused_until[0] = now + DEFER_PAUSE_S
+
         def accept_unless_busier(listener):
             now = time.monotonic()
             least_busy, other_starting = self._least_busy_other(slot, now)
             if worker.nr_conns > least_busy + IMBALANCE_TOLERATED:
                 if other_starting:  # the idle one is a worker still starting: wait for it, up to STARTUP_WAIT_S
-                    set_accept_enabled(False)
-                    paused_until[0] = now + DEFER_PAUSE_S
+                    stop_listening_for_a_moment(now)
                     return
                 if deferred_since[0] is None or now - last_look[0] > NEW_DEFERRAL_AFTER_S:
                     deferred_since[0] = now
                 last_look[0] = now
                 if now - deferred_since[0] < DEFER_S:
-                    # Stop listening for a moment instead of sleeping: a sleep here stalled the event loop, and
-                    # with it every kept-alive connection of this worker.
-                    set_accept_enabled(False)
-                    paused_until[0] = now + DEFER_PAUSE_S
+                    stop_listening_for_a_moment(now)
                     return  # the connection stays queued for a less busy worker
             deferred_since[0] = None
             accept(listener)
