@@ -105,6 +105,11 @@ def post_worker_init(worker):
                     " (headers and body sent together)" if one_send else "")
 
 
+def pre_request(worker, req):
+    """Move a kept-alive connection to a less busy worker when this one holds too many more (balance.py)."""
+    connection_balance.shed_if_busier(worker, req)
+
+
 def worker_exit(server, worker):
     """Flush and close this worker's producer, within a timeout shorter than graceful_timeout."""
     from producer_api import kafka_producer

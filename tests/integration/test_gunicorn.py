@@ -1,6 +1,7 @@
 """The service as deployed: gunicorn with gunicorn.conf.py, a producer per worker from post_fork, the seed's curls."""
 
 import json
+import os
 import signal
 import socket
 import time
@@ -163,6 +164,39 @@ def test_a_pool_that_connects_while_a_worker_starts_is_spread_over_the_workers(b
     finally:
         for connection in connections:
             connection.close()
+
+
+def test_a_pool_left_on_one_worker_is_moved_until_both_workers_hold_some(service):
+    # A pool opened while the other worker could not take connections (in life: its last load's connections were
+    # still closing, and counted) landed on one worker, and keep-alive kept it there at half the throughput.
+    # Here the other worker is stopped while the pool connects.
+    host, port = service.url.rsplit("/", 1)[1].split(":")
+    busy, other = sorted(service.worker_pids())
+    os.kill(other, signal.SIGSTOP)
+    try:
+        pool = [HTTPConnection(host, int(port), timeout=10) for _ in range(8)]
+        for connection in pool:
+            connection.request("GET", "/")
+            connection.getresponse().read()
+    finally:
+        os.kill(other, signal.SIGCONT)
+    assert service.connections_per_worker()[other] == 0  # the starting point: every connection on one worker
+    closes = 0
+    for _ in range(40):  # the pool goes on using its connections, as clients do; each reconnects after a close
+        for connection in pool:
+            connection.request("GET", "/")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            closes += response.getheader("Connection") == "close"
+        counts = service.connections_per_worker()
+        if min(counts.values()) >= 3:
+            break
+        time.sleep(0.03)
+    for connection in pool:
+        connection.close()
+    assert min(counts.values()) >= 3, counts  # a connection closed last reconnects with its next request
+    assert 3 <= closes <= 8  # connections moved one at a time, no more than it took
 
 
 def _connect_at_once(service, count: int) -> list[socket.socket]:

@@ -3,6 +3,8 @@
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from producer_api import balance
 from producer_api.balance import ConnectionBalance
 
@@ -34,6 +36,26 @@ class FakeWorker:
 
     def wait_for_and_dispatch_events(self, timeout):
         self.waits.append(timeout)
+
+
+class FakeRequest:
+    """The parts of gunicorn's parsed request the balance reads and sets: its version and whether it closes."""
+
+    def __init__(self, version=(1, 1), closing=False):
+        self.version = version
+        self.must_close = closing
+
+    def should_close(self):
+        return self.must_close
+
+    def force_close(self):
+        self.must_close = True
+
+
+@pytest.fixture
+def shed_at_once(monkeypatch):
+    """An imbalance moves a connection the first time it is seen, not only once it lasted SHED_AFTER_S."""
+    monkeypatch.setattr(balance, "SHED_AFTER_S", 0.0)
 
 
 def forked(shared: ConnectionBalance) -> FakeWorker:
@@ -181,6 +203,73 @@ def test_a_worker_that_does_not_start_in_time_is_not_waited_for(monkeypatch):
     time.sleep(0.02)
     serving.accept("listener")  # past STARTUP_WAIT_S: it counts as gone, and nothing is deferred to it
     assert serving.accepted == 3
+
+
+def test_a_worker_holding_too_many_more_closes_a_kept_alive_connection_after_its_answer(shed_at_once):
+    shared = ConnectionBalance(2)
+    busy, _idle = joined(shared), joined(shared)  # a pool that landed on one worker while the other could not take it
+    busy.nr_conns = 8
+    request = FakeRequest()
+    assert shared.shed_if_busier(busy, request)
+    assert request.must_close  # gunicorn answers it with "Connection: close"; the client reconnects
+
+
+def test_connections_move_one_at_a_time(shed_at_once, monkeypatch):
+    monkeypatch.setattr(balance, "SHED_INTERVAL_S", 0.05)
+    shared = ConnectionBalance(2)
+    busy, _idle = joined(shared), joined(shared)
+    busy.nr_conns = 8
+    assert shared.shed_if_busier(busy, FakeRequest())
+    assert not shared.shed_if_busier(busy, FakeRequest())  # the counts settle before the next one moves
+    time.sleep(0.06)
+    assert shared.shed_if_busier(busy, FakeRequest())
+
+
+def test_a_difference_of_one_keeps_its_connections(shed_at_once):
+    shared = ConnectionBalance(2)
+    first, second = joined(shared), joined(shared)
+    first.nr_conns, second.nr_conns = 5, 4
+    second.notify()  # publishes its count
+    assert not shared.shed_if_busier(first, FakeRequest())
+    first.nr_conns = 6
+    assert shared.shed_if_busier(first, FakeRequest())
+
+
+def test_no_connection_is_moved_to_a_worker_still_starting_or_when_there_is_no_other(shed_at_once):
+    shared = ConnectionBalance(2)
+    serving, _starting = joined(shared), forked(shared)
+    serving.nr_conns = 8
+    assert not shared.shed_if_busier(serving, FakeRequest())
+    alone = ConnectionBalance(1)
+    only = joined(alone)
+    only.nr_conns = 8
+    assert not alone.shed_if_busier(only, FakeRequest())
+
+
+def test_http2_and_closing_requests_are_left_alone(shed_at_once):
+    shared = ConnectionBalance(2)
+    busy, _idle = joined(shared), joined(shared)
+    busy.nr_conns = 8
+    assert not shared.shed_if_busier(busy, FakeRequest(version=(2, 0)))
+    assert not shared.shed_if_busier(busy, FakeRequest(closing=True))
+    assert not shared.shed_if_busier(FakeWorker(), FakeRequest())  # a worker that never joined
+
+
+def test_only_an_imbalance_that_lasts_moves_a_connection(monkeypatch):
+    monkeypatch.setattr(balance, "SHED_AFTER_S", 0.05)
+    shared = ConnectionBalance(2)
+    first, second = joined(shared), joined(shared)
+    first.nr_conns = 3  # a burst of connections, which the other worker is still accepting
+    assert not shared.shed_if_busier(first, FakeRequest())
+    second.nr_conns = 2
+    second.notify()
+    assert not shared.shed_if_busier(first, FakeRequest())  # settled: the imbalance is forgotten
+    time.sleep(0.06)
+    second.nr_conns = 0
+    second.notify()
+    assert not shared.shed_if_busier(first, FakeRequest())  # a new imbalance starts its own wait
+    time.sleep(0.06)
+    assert shared.shed_if_busier(first, FakeRequest())
 
 
 def test_workers_other_than_gthread_are_left_alone():
