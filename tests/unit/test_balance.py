@@ -235,6 +235,16 @@ def test_a_difference_of_one_keeps_its_connections(shed_at_once):
     assert shared.shed_if_busier(first, FakeRequest())
 
 
+def test_among_many_connections_only_a_quarter_more_moves_one(shed_at_once):
+    shared = ConnectionBalance(2)
+    first, second = joined(shared), joined(shared)
+    first.nr_conns, second.nr_conns = 66, 63
+    second.notify()
+    assert not shared.shed_if_busier(first, FakeRequest())  # not worth a reconnection
+    first.nr_conns = 79
+    assert shared.shed_if_busier(first, FakeRequest())
+
+
 def test_no_connection_is_moved_to_a_worker_still_starting_or_when_there_is_no_other(shed_at_once):
     shared = ConnectionBalance(2)
     serving, _starting = joined(shared), forked(shared)
