@@ -146,8 +146,9 @@ class ConnectionBalance:
             return False
         least_busy, other_starting = self._least_busy_other(slot, now)
         mine = worker.nr_conns
+        # A worker still starting cannot serve a moved connection yet; the accept side already waits for it.
         if mine <= least_busy + IMBALANCE_TOLERATED or mine <= least_busy * SHED_RATIO or other_starting:
-            self._imbalanced_since[slot] = None  # a worker still starting cannot serve the connection yet
+            self._imbalanced_since[slot] = None
             return False
         if self._imbalanced_since[slot] is None:
             self._imbalanced_since[slot] = now

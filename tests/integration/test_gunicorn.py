@@ -171,7 +171,7 @@ def test_a_pool_left_on_one_worker_is_moved_until_both_workers_hold_some(service
     # still closing, and counted) landed on one worker, and keep-alive kept it there at half the throughput.
     # Here the other worker is stopped while the pool connects.
     host, port = service.url.rsplit("/", 1)[1].split(":")
-    busy, other = sorted(service.worker_pids())
+    _, other = sorted(service.worker_pids())
     os.kill(other, signal.SIGSTOP)
     try:
         pool = [HTTPConnection(host, int(port), timeout=10) for _ in range(8)]
