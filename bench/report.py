@@ -19,6 +19,14 @@ from bench.suite import (
 WRK_CPU_LIMIT_PCT = 80.0  # one wrk thread can use at most 100% of a core
 CEILING_B_MARGIN = 1.5    # ceiling B, driven by the same wrk, must be well above the service
 
+# The targets set for the service (README, Benchmark): paired ratios and latency on the 2-core machine.
+BATCH_OVER_A = 0.9
+BATCH_OVER_C = 2.0
+SINGLE_OVER_B = 0.7
+SINGLE_P99_MS = 25.0
+SINGLE_OVER_C = 1.5
+WORKER_RSS_MIB = 150.0
+
 
 def _find(records: list[dict], repetition: int, config: str, load: str | None = None) -> dict | None:
     return next((record for record in records if record["repetition"] == repetition and record["config"] == config
@@ -138,10 +146,54 @@ def cpu_per_message(records: list[dict]) -> list[dict]:
     return rows
 
 
+def targets(records: list[dict], ratios: list[dict], rows: list[dict]) -> list[dict]:
+    """Each target: the measured figure, whether it is met, and what ceiling K reaches on the same measure.
+
+    Ceiling K (ceiling B's app plus the Kafka round trip and nothing else) bounds every single-message target:
+    a service that answers only once Kafka acknowledged cannot pass it.
+    """
+    ratio = {entry["name"]: entry["median"] for entry in ratios}
+    p99 = {(row["config"], row["load"]): row.get("p99_ms") for row in rows}
+    single = CEILING_B_LOAD.name
+    found = []
+
+    def target(goal: str, value: float | None, met: bool, bound: float | None = None, unit: str = "") -> None:
+        if value is not None:
+            found.append({"target": goal, "value": value, "unit": unit, "met": met, "ceiling_k": bound})
+
+    for load in LOADS:
+        if load.batch > 1:
+            value = ratio.get(f"service {load.name} / ceiling A")
+            target(f"{load.name} >= {BATCH_OVER_A} x ceiling A", value, value is not None and value >= BATCH_OVER_A)
+    for load in LOADS:
+        if load.batch > 1:
+            value = ratio.get(f"service / baseline C, {load.name}")
+            target(f"{load.name} >= {BATCH_OVER_C:g} x baseline C", value, value is not None and value >= BATCH_OVER_C)
+    value = ratio.get(f"service {single} / ceiling B")
+    target(f"{single} >= {SINGLE_OVER_B} x ceiling B", value, value is not None and value >= SINGLE_OVER_B,
+           ratio.get(f"ceiling K {single} / ceiling B"))
+    value = p99.get((SERVICE, single))
+    target(f"{single} p99 <= {SINGLE_P99_MS:g} ms", value, value is not None and value <= SINGLE_P99_MS,
+           p99.get((CEILING_K, single)), " ms")
+    for load in LOADS:
+        if load.batch == 1:
+            value = ratio.get(f"service / baseline C, {load.name}")
+            target(f"{load.name} >= {SINGLE_OVER_C} x baseline C", value, value is not None and value >= SINGLE_OVER_C,
+                   ratio.get(f"ceiling K / baseline C, {load.name}"))
+    sizes = [size for record in records if record["config"] == SERVICE for size in record["worker_rss_kib"].values()]
+    if sizes:
+        largest = max(sizes) / 1024
+        target(f"worker RSS <= {WORKER_RSS_MIB:g} MiB (largest at the end of any run)", largest,
+               largest <= WORKER_RSS_MIB, unit=" MiB")
+    return found
+
+
 def summarize(records: list[dict]) -> dict:
     """Everything the table shows, as JSON-ready values."""
-    return {"medians": medians(records), "paired_ratios": paired_ratios(records), "wrk_check": wrk_check(records),
-            "kafka_check": kafka_totals(records), "cpu_per_message": cpu_per_message(records)}
+    summary = {"medians": medians(records), "paired_ratios": paired_ratios(records), "wrk_check": wrk_check(records),
+               "kafka_check": kafka_totals(records), "cpu_per_message": cpu_per_message(records)}
+    summary["targets"] = targets(records, summary["paired_ratios"], summary["medians"])
+    return summary
 
 
 def _mib(kib: int) -> str:
@@ -166,6 +218,13 @@ def render(records: list[dict], summary: dict, meta: dict) -> str:
     for ratio in summary["paired_ratios"]:
         values = ", ".join(f"{value:.2f}" for value in ratio["values"])
         lines.append(f"  {ratio['name']:<44} {ratio['median']:>6.2f}  [{values}]")
+    lines += ["", "Targets (medians of the paired ratios above; ceiling K, the Kafka round trip alone, bounds the "
+                  "single-message ones):"]
+    for target in summary["targets"]:
+        bound = (f"  (ceiling K: {target['ceiling_k']:.2f}{target['unit']})"
+                 if target["ceiling_k"] is not None else "")
+        lines.append(f"  {target['target']:<52} {target['value']:>7.2f}{target['unit']:<4} "
+                     f"{'met' if target['met'] else 'MISSED'}{bound}")
     lines += ["", "Worker RSS (MiB, VmRSS) at the end of each run, last repetition:"]
     last = max(record["repetition"] for record in records)
     for config in (SERVICE, BASELINE):
