@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gunicorn import glogging
 
-from producer_api import response_send
+from producer_api import heap, response_send
 from producer_api.balance import ConnectionBalance
 from producer_api.config import ConfigError, Settings
 from producer_api.keepalive import KeepAliveOnThread
@@ -95,14 +95,16 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Balance connections over workers, keep kept-alive ones on their thread, send headers with the body; log it."""
+    """Balance connections, keep kept-alive ones on their thread, join headers and body, freeze the heap; log it."""
     balanced = connection_balance.join(worker)
     on_thread = KeepAliveOnThread.install(worker)
     one_send = response_send.install()
-    worker.log.info("worker %s: serving%s%s%s", worker.pid,
+    frozen = heap.freeze_startup_objects()  # last: what the lines above made lives as long as the worker
+    worker.log.info("worker %s: serving%s%s%s (%d start-up objects frozen out of full garbage collections)",
+                    worker.pid,
                     " (new connections balanced over workers)" if balanced else "",
                     " (a kept-alive connection's next request served on its thread)" if on_thread else "",
-                    " (headers and body sent together)" if one_send else "")
+                    " (headers and body sent together)" if one_send else "", frozen)
 
 
 def pre_request(worker, req):

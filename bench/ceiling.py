@@ -1,7 +1,8 @@
 """Ceiling A: kafka-python alone, one process per service worker, sending the service's records flat out.
 
 Ceiling A runs the producer exactly as the service builds it: the service's options (acks=all, idempotence,
-linger, batch size, its key-hash caching partitioner), its coalesced I/O-thread wake-ups and its socket fixes.
+linger, batch size, its key-hash caching partitioner), its coalesced I/O-thread wake-ups and its socket fixes, in
+a process whose start-up objects are frozen out of full garbage collections as a worker's are.
 Ceiling A0 runs kafka-python as shipped, with the same options but its default partitioner, wake-ups and socket
 handling: the difference between the two is what the service's changes to the client are worth to send().
 """
@@ -18,7 +19,7 @@ from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
 
 from bench.payload import USER_IDS, produce_request
-from producer_api import kafka_producer
+from producer_api import heap, kafka_producer
 from producer_api.config import Settings
 from producer_api.kafka_producer import _new_kafka_producer, _producer_config
 from producer_api.messages import to_outgoing
@@ -40,6 +41,8 @@ def _produce(settings: Settings, topic: str, duration_s: float, as_shipped: bool
         producer = _new_producer(settings, as_shipped)
         records = [to_outgoing(produce_request(topic, user), settings.client_id) for user in USER_IDS]
         producer.send(topic, key=records[0].key, value=records[0].value).get(timeout=30)  # metadata, connection
+        if not as_shipped:
+            heap.freeze_startup_objects()  # as a service worker does once it has started
         start.wait(timeout=60)
         began, cpu_began = time.monotonic(), time.process_time()
         deadline = began + duration_s

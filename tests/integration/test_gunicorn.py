@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -271,3 +272,11 @@ def test_workers_send_headers_and_body_together_and_clients_read_them(service):
         health, root = _read_response(stream), _read_response(stream)
     assert health[0] == 200 and json.loads(health[1])["status"] == "healthy"
     assert root[0] == 200 and json.loads(root[1])
+
+
+def test_workers_freeze_their_start_up_objects_out_of_full_collections(service):
+    # producer_api/heap.py, last in post_worker_init: the app, kafka-python and the producer are all loaded by then.
+    frozen = [int(count) for count in
+              re.findall(r"\((\d+) start-up objects frozen out of full garbage collections\)", service.log())]
+    assert len(frozen) == 2
+    assert min(frozen) > 20000  # about 50,000 here: Flask, marshmallow, kafka-python and the producer

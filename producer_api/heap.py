@@ -1,0 +1,20 @@
+"""Keeping what a worker loads at start out of the cyclic garbage collector's full collections.
+
+A worker holds about 50,000 objects the collector tracks once it has loaded the app and opened its producer
+(modules, Flask, marshmallow, kafka-python), and each lives as long as the worker. Python's full collection walks
+every one of them with the GIL held: 32 ms in a worker at rest, 40-75 ms under load, about 20 times a minute
+under batches (the records a request waits on outlive the young collections and trigger it). Frozen after
+start-up, they are skipped, and a full collection walks only what came after them.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def freeze_startup_objects() -> int:
+    """Collect what is already garbage, then leave every object alive now out of later collections; how many."""
+    # Without this collection, garbage cycles of the start-up would be frozen with the rest and never freed.
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
