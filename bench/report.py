@@ -157,34 +157,31 @@ def targets(records: list[dict], ratios: list[dict], rows: list[dict]) -> list[d
     single = CEILING_B_LOAD.name
     found = []
 
-    def target(goal: str, value: float | None, met: bool, bound: float | None = None, unit: str = "") -> None:
+    def target(goal: str, value: float | None, at_least: float | None = None, at_most: float | None = None,
+               bound: float | None = None, unit: str = "") -> None:
         if value is not None:
+            met = value >= at_least if at_least is not None else value <= at_most
             found.append({"target": goal, "value": value, "unit": unit, "met": met, "ceiling_k": bound})
 
-    for load in LOADS:
-        if load.batch > 1:
-            value = ratio.get(f"service {load.name} / ceiling A")
-            target(f"{load.name} >= {BATCH_OVER_A} x ceiling A", value, value is not None and value >= BATCH_OVER_A)
-    for load in LOADS:
-        if load.batch > 1:
-            value = ratio.get(f"service / baseline C, {load.name}")
-            target(f"{load.name} >= {BATCH_OVER_C:g} x baseline C", value, value is not None and value >= BATCH_OVER_C)
-    value = ratio.get(f"service {single} / ceiling B")
-    target(f"{single} >= {SINGLE_OVER_B} x ceiling B", value, value is not None and value >= SINGLE_OVER_B,
-           ratio.get(f"ceiling K {single} / ceiling B"))
-    value = p99.get((SERVICE, single))
-    target(f"{single} p99 <= {SINGLE_P99_MS:g} ms", value, value is not None and value <= SINGLE_P99_MS,
-           p99.get((CEILING_K, single)), " ms")
+    batches = [load for load in LOADS if load.batch > 1]
+    for load in batches:
+        target(f"{load.name} >= {BATCH_OVER_A} x ceiling A", ratio.get(f"service {load.name} / ceiling A"),
+               at_least=BATCH_OVER_A)
+    for load in batches:
+        target(f"{load.name} >= {BATCH_OVER_C:g} x baseline C", ratio.get(f"service / baseline C, {load.name}"),
+               at_least=BATCH_OVER_C)
+    target(f"{single} >= {SINGLE_OVER_B} x ceiling B", ratio.get(f"service {single} / ceiling B"),
+           at_least=SINGLE_OVER_B, bound=ratio.get(f"ceiling K {single} / ceiling B"))
+    target(f"{single} p99 <= {SINGLE_P99_MS:g} ms", p99.get((SERVICE, single)), at_most=SINGLE_P99_MS,
+           bound=p99.get((CEILING_K, single)), unit=" ms")
     for load in LOADS:
         if load.batch == 1:
-            value = ratio.get(f"service / baseline C, {load.name}")
-            target(f"{load.name} >= {SINGLE_OVER_C} x baseline C", value, value is not None and value >= SINGLE_OVER_C,
-                   ratio.get(f"ceiling K / baseline C, {load.name}"))
+            target(f"{load.name} >= {SINGLE_OVER_C} x baseline C", ratio.get(f"service / baseline C, {load.name}"),
+                   at_least=SINGLE_OVER_C, bound=ratio.get(f"ceiling K / baseline C, {load.name}"))
     sizes = [size for record in records if record["config"] == SERVICE for size in record["worker_rss_kib"].values()]
     if sizes:
-        largest = max(sizes) / 1024
-        target(f"worker RSS <= {WORKER_RSS_MIB:g} MiB (largest at the end of any run)", largest,
-               largest <= WORKER_RSS_MIB, unit=" MiB")
+        target(f"worker RSS <= {WORKER_RSS_MIB:g} MiB (largest at the end of any run)", max(sizes) / 1024,
+               at_most=WORKER_RSS_MIB, unit=" MiB")
     return found
 
 

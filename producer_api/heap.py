@@ -2,9 +2,9 @@
 
 A worker holds about 50,000 objects the collector tracks once it has loaded the app and opened its producer
 (modules, Flask, marshmallow, kafka-python), and each lives as long as the worker. Python's full collection walks
-every one of them with the GIL held: 32 ms in a worker at rest, 40-75 ms under load, about 20 times a minute
-under batches (the records a request waits on outlive the young collections and trigger it). Frozen after
-start-up, they are skipped, and a full collection walks only what came after them.
+every one of them with the GIL held: 32 ms in a worker at rest, 40-75 ms under load, about 20 times a worker in
+a quick benchmark run of five loads (the records a batch waits on outlive the young collections and set it off).
+Frozen after start-up, they are skipped, and a full collection walks only what came after them.
 """
 
 from __future__ import annotations
