@@ -3,14 +3,15 @@
 Ceiling A runs the producer exactly as the service builds it: the service's options (acks=all, idempotence,
 linger, batch size, its key-hash caching partitioner), its coalesced I/O-thread wake-ups and its socket fixes, in
 a process whose start-up objects are frozen out of full garbage collections as a worker's are.
-Ceiling A0 runs kafka-python as shipped, with the same options but its default partitioner, wake-ups and socket
-handling: the difference between the two is what the service's changes to the client are worth to send().
+Ceiling A0 runs kafka-python as shipped, with the same options but its default partitioner, wake-ups, selector
+and socket handling: the difference between the two is what the service's changes to the client are worth to send().
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import queue
+import selectors
 import threading
 import time
 
@@ -31,7 +32,8 @@ def _new_producer(settings: Settings, as_shipped: bool) -> KafkaProducer:
     if as_shipped:
         # This process only sends: undo the service's one process-wide change to kafka-python (socket writes).
         KafkaTCPTransport._write_to_sock = kafka_producer._write_to_sock_as_shipped
-        return KafkaProducer(**{**_producer_config(settings), "partitioner": DefaultPartitioner()})
+        as_shipped_options = {"partitioner": DefaultPartitioner(), "selector": selectors.DefaultSelector}
+        return KafkaProducer(**{**_producer_config(settings), **as_shipped_options})
     return _new_kafka_producer(settings)
 
 

@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import random
+import selectors
 import socket
 import threading
 import time
@@ -38,6 +39,11 @@ from producer_api.errors import (
 from producer_api.messages import OutgoingMessage
 
 log = logging.getLogger(__name__)
+
+if hasattr(selectors, "EpollSelector"):
+    from producer_api.selector import DeferredUnregisterSelector as _IOSelector
+else:  # macOS and the BSDs: kafka-python's default
+    _IOSelector = selectors.DefaultSelector
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass costs 0.7 us more to build, once per message
@@ -293,6 +299,7 @@ def _producer_config(settings: Settings) -> dict:
         # kafka-python's own metrics cost the I/O thread about 5 us a message and nothing here reads them.
         "metrics_enabled": False,
         "partitioner": KeyHashCachingPartitioner(),
+        "selector": _IOSelector,
         "security_protocol": settings.security_protocol,
     }
     # Only the options the protocol uses (Settings.check() refuses the others).
@@ -383,11 +390,10 @@ KafkaTCPTransport._write_to_sock = _write_to_sock_sending_first
 
 
 def _new_kafka_producer(settings: Settings, **options) -> KafkaProducer:
-    """A KafkaProducer with the service's settings: wake-ups coalesced, lookups quiet, no spinning (pinned version)."""
+    """A KafkaProducer with the service's settings, wake-ups coalesced and no spinning (pinned version)."""
     producer = KafkaProducer(**_producer_config(settings), **options)
     network = producer._sender._client._net
     _CoalescedWakeup(network)
-    _look_up_without_naming(network._selector)
     _wait_while_requests_fill_the_connection(producer._sender._client)
     return producer
 
@@ -410,24 +416,6 @@ def _wait_while_requests_fill_the_connection(client) -> None:
         return connection_delay(node_id)
 
     client.connection_delay = connection_delay_not_zero_when_connected
-
-
-def _look_up_without_naming(selector) -> None:
-    """Make the epoll selector's get_key() raise a bare KeyError for a socket it does not watch.
-
-    kafka-python 3.0.12 stops watching a socket after every read and asks get_key() before watching it again; the
-    standard library's KeyError names the socket, and naming a socket asks the kernel for both its addresses: two
-    system calls and a formatted message per Kafka response, caught and thrown away.
-    """
-    fd_to_key, lookup = selector._fd_to_key, selector._fileobj_lookup
-
-    def get_key(fileobj):
-        key = fd_to_key.get(lookup(fileobj))
-        if key is None:
-            raise KeyError(fileobj)
-        return key
-
-    selector.get_key = get_key
 
 
 def _as_api_error(error: Exception, topic: str) -> APIError:

@@ -1,4 +1,4 @@
-"""The producer wrapper's changes to kafka-python: wake-ups, the key-hash cache, socket writes and lookups, slots."""
+"""The producer wrapper's changes to kafka-python: wake-ups, the key-hash cache, socket writes, slots."""
 
 import selectors
 import socket
@@ -19,7 +19,6 @@ from producer_api.kafka_producer import (
     KeyHashCachingPartitioner,
     _append_all_waited,
     _CoalescedWakeup,
-    _look_up_without_naming,
     _Placement,
     _wait_while_requests_fill_the_connection,
 )
@@ -223,32 +222,6 @@ def test_what_the_socket_does_not_take_waits_until_it_is_writable(connected_tran
             break
     got.append(received(peer))
     assert waits >= 1 and b"".join(got) == data
-
-
-class Named:
-    """A file object whose name must not be asked for."""
-
-    def __init__(self, fd: int):
-        self.fd = fd
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def __repr__(self) -> str:
-        raise AssertionError("the selector asked for the name of a socket it does not watch")
-
-
-def test_selector_lookups_of_unwatched_sockets_do_not_name_them(selector):
-    with selectors.DefaultSelector() as epoll:
-        _look_up_without_naming(epoll)
-        watched, unwatched = Named(selector._wakeup_r.fileno()), Named(selector._wakeup_w.fileno())
-        epoll.register(watched, selectors.EVENT_READ, "data")
-        assert epoll.get_key(watched).data == "data"
-        with pytest.raises(KeyError):
-            epoll.get_key(unwatched)
-        epoll.unregister(watched)
-        with pytest.raises(KeyError):
-            epoll.get_key(watched)
 
 
 def test_a_connected_broker_is_waited_for_and_a_disconnected_one_keeps_its_backoff():
