@@ -30,8 +30,9 @@ MAX_MESSAGES_PER_PROCESS = 5_000_000
 
 def _new_producer(settings: Settings, as_shipped: bool) -> KafkaProducer:
     if as_shipped:
-        # This process only sends: undo the service's one process-wide change to kafka-python (socket writes).
+        # This process only sends: undo the service's process-wide changes to kafka-python (socket I/O).
         KafkaTCPTransport._write_to_sock = kafka_producer._write_to_sock_as_shipped
+        KafkaTCPTransport._sock_recv = kafka_producer._sock_recv_as_shipped
         as_shipped_options = {"partitioner": DefaultPartitioner(), "selector": selectors.DefaultSelector}
         return KafkaProducer(**{**_producer_config(settings), **as_shipped_options})
     return _new_kafka_producer(settings)

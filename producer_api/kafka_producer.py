@@ -384,9 +384,43 @@ async def _write_to_sock_sending_first(self) -> None:
             pass
 
 
+_RECEIVE_SIZE = 4096  # as kafka-python reads
+
+
+def _sock_recv_until_short(self) -> tuple[bytes, Exception | None]:
+    """kafka-python's KafkaTCPTransport._sock_recv, stopping at a read shorter than asked for.
+
+    kafka-python 3.0.12 reads a readable socket until a read fails with EAGAIN: one more system call and one
+    more raised exception for every response, and the system call lets go of the GIL, which the I/O thread then
+    queues for behind the request threads before it can handle the response. A read that returns less than
+    asked for has emptied the socket's buffer when it ran; what arrives after it makes the socket readable again,
+    and the next select() reports it. (The TLS transport has its own reader, which must read on: the TLS layer can
+    hold decrypted bytes the socket no longer shows.)
+    """
+    received = []
+    while True:
+        try:
+            data = self._sock.recv(_RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            break
+        except Exception as error:  # noqa: BLE001 - kafka-python's reader turns this into closing the connection
+            log.exception("%s: Error receiving network data closing socket", self)
+            return b"".join(received), kafka_errors.KafkaConnectionError(error)
+        if not data:
+            log.error("%s: socket disconnected", self)
+            return b"".join(received), kafka_errors.KafkaConnectionError("socket disconnected")
+        received.append(data)
+        if len(data) < _RECEIVE_SIZE:
+            break
+    return b"".join(received), None
+
+
 # Every connection of kafka-python in this process (pinned version), the SSL transport's included.
 _write_to_sock_as_shipped = KafkaTCPTransport._write_to_sock  # the benchmark's ceiling A0 puts it back
 KafkaTCPTransport._write_to_sock = _write_to_sock_sending_first
+# Plain-TCP connections only: KafkaSSLTransport overrides _sock_recv with its own.
+_sock_recv_as_shipped = KafkaTCPTransport._sock_recv
+KafkaTCPTransport._sock_recv = _sock_recv_until_short
 
 
 def _new_kafka_producer(settings: Settings, **options) -> KafkaProducer:

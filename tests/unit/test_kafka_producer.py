@@ -7,7 +7,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from kafka.errors import IllegalStateError, MessageSizeTooLargeError
+from kafka.errors import IllegalStateError, KafkaConnectionError, MessageSizeTooLargeError
 from kafka.net.selector import KernelEvent
 from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
@@ -222,6 +222,53 @@ def test_what_the_socket_does_not_take_waits_until_it_is_writable(connected_tran
             break
     got.append(received(peer))
     assert waits >= 1 and b"".join(got) == data
+
+
+class CountingSocket:
+    """A socket whose recv() calls are counted."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.reads = 0
+
+    def recv(self, size):
+        self.reads += 1
+        return self.sock.recv(size)
+
+
+@pytest.mark.parametrize("size", [1, 100, 4095, 4096, 4097, 3 * 4096 + 5])
+def test_a_read_takes_what_the_socket_holds_in_full_reads_and_one_short_one(connected_transport, size):
+    transport, _, peer = connected_transport
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    peer.sendall(data)
+    counting = transport._sock = CountingSocket(transport._sock)
+    assert transport._sock_recv() == (data, None)
+    assert counting.reads == size // 4096 + 1  # no read that ends in EAGAIN after a short one
+
+
+def test_more_than_the_socket_holds_is_read_over_several_calls(connected_transport):
+    transport, _, peer = connected_transport
+    data = bytes(range(256)) * 1024  # 256 KiB
+    writer = threading.Thread(target=lambda: (peer.setblocking(True), peer.sendall(data)), daemon=True)
+    writer.start()
+    got, deadline = b"", time.monotonic() + 10
+    while len(got) < len(data) and time.monotonic() < deadline:
+        chunk, error = transport._sock_recv()
+        assert error is None
+        got += chunk
+    writer.join(timeout=5)
+    assert got == data
+
+
+def test_a_read_of_an_empty_socket_returns_nothing_and_of_a_closed_one_an_error(connected_transport):
+    transport, _, peer = connected_transport
+    assert transport._sock_recv() == (b"", None)
+    peer.sendall(b"last words")
+    peer.close()
+    data, error = transport._sock_recv()
+    assert data == b"last words" and error is None  # a short read: the close is seen on the next read
+    data, error = transport._sock_recv()
+    assert data == b"" and isinstance(error, KafkaConnectionError)
 
 
 def test_a_connected_broker_is_waited_for_and_a_disconnected_one_keeps_its_backoff():
