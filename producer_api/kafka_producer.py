@@ -21,6 +21,7 @@ from kafka.partitioner.default import murmur2
 from kafka.producer.producer_batch import ProducerBatch
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecordsBuilder
+from kafka.record.util import encode_varint
 
 from producer_api import metrics
 from producer_api.config import Settings
@@ -267,15 +268,76 @@ def _fill_batch(producer: KafkaProducer, destination: TopicPartition, messages: 
 
 def _append_to_batch(batch: ProducerBatch, message: OutgoingMessage, now: float) -> _RecordSlot | None:
     """ProducerBatch.try_append with a _RecordSlot for the record; None when the batch is full (pinned version)."""
-    metadata = batch.records.append(message.timestamp_ms, message.key, message.value, [])
-    if metadata is None:
-        return None
-    if metadata.size > batch.max_record_size:
-        batch.max_record_size = metadata.size
+    records = batch.records
+    if records._magic >= 2:
+        appended = _append_record(records, message.timestamp_ms, message.key, message.value)
+        if appended is None:
+            return None
+        offset, size = appended
+    else:
+        metadata = records.append(message.timestamp_ms, message.key, message.value, [])
+        if metadata is None:
+            return None
+        offset, size = metadata.offset, metadata.size
+    if size > batch.max_record_size:
+        batch.max_record_size = size
     batch.last_append = now
-    slot = _RecordSlot(batch.produce_future, metadata.offset)
+    slot = _RecordSlot(batch.produce_future, offset)
     batch._record_futures.append(slot)  # where kafka-python finds the records to rebind when it splits the batch
     return slot
+
+
+def _zigzag_varint(number: int) -> bytes:
+    encoded = bytearray()
+    encode_varint(number, encoded.append)
+    return bytes(encoded)
+
+
+# Lengths, offsets in a batch and timestamp deltas of a request's records are nearly always below 2 ** 13.
+_SMALL_VARINTS = tuple(_zigzag_varint(number) for number in range(1 << 13))
+
+
+def _append_record(records: MemoryRecordsBuilder, timestamp_ms: int, key: bytes | None,
+                   value: bytes) -> tuple[int, int] | None:
+    """MemoryRecordsBuilder.append of a record without headers to a v2 batch; (offset, size), None if full.
+
+    kafka-python 3.0.12 encodes a record's six variable-length integers one byte-append call at a time and checks
+    every argument's type: 1.9 us a record of the benchmark's, against 0.5 us for the same bytes built here in
+    one formatting call with the integers looked up (pinned version; tests/unit/test_kafka_producer.py checks
+    both build the same batches).
+    """
+    if records._closed:
+        return None
+    builder = records._builder
+    offset = records._next_offset
+    first_timestamp = builder._first_timestamp
+    if first_timestamp is None:
+        builder._first_timestamp = builder._max_timestamp = first_timestamp = timestamp_ms
+    small = _SMALL_VARINTS
+    delta = timestamp_ms - first_timestamp
+    value_length = len(value)
+    record = b"\x00%b%b%b%b%b%b\x00" % (  # attributes, ..., no headers
+        small[delta] if 0 <= delta < 8192 else _zigzag_varint(delta),
+        small[offset] if offset < 8192 else _zigzag_varint(offset),
+        b"\x01" if key is None else small[len(key)] if len(key) < 8192 else _zigzag_varint(len(key)),
+        b"" if key is None else key,
+        small[value_length] if value_length < 8192 else _zigzag_varint(value_length),
+        value,
+    )
+    record_length = len(record)
+    length = small[record_length] if record_length < 8192 else _zigzag_varint(record_length)
+    size = record_length + len(length)
+    buffer = builder._buffer
+    if size + len(buffer) > builder._batch_size and offset:  # the first record goes in whatever its size
+        return None
+    if builder._max_timestamp < timestamp_ms:
+        builder._max_timestamp = timestamp_ms
+    builder._num_records += 1
+    builder._last_offset = offset
+    buffer += length
+    buffer += record
+    records._next_offset = offset + 1
+    return offset, size
 
 
 def _producer_config(settings: Settings) -> dict:

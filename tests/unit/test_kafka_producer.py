@@ -13,11 +13,13 @@ from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
 from kafka.producer.record_accumulator import RecordAccumulator
 from kafka.record.default_records import DefaultRecordBatchBuilder
+from kafka.record.memory_records import MemoryRecordsBuilder
 
 from producer_api.kafka_producer import (
     _MOST_RECORD_OVERHEAD,
     KeyHashCachingPartitioner,
     _append_all_waited,
+    _append_record,
     _CoalescedWakeup,
     _Placement,
     _wait_while_requests_fill_the_connection,
@@ -269,6 +271,52 @@ def test_a_read_of_an_empty_socket_returns_nothing_and_of_a_closed_one_an_error(
     assert data == b"last words" and error is None  # a short read: the close is seen on the next read
     data, error = transport._sock_recv()
     assert data == b"" and isinstance(error, KafkaConnectionError)
+
+
+def records_built(append, records: list, batch_size: int = 16384, compression: int = 0) -> tuple[bytes, list]:
+    """A v2 batch built by append from (timestamp, key, value) records, and what each append returned."""
+    builder = MemoryRecordsBuilder(2, compression, batch_size)
+    results = [append(builder, *record) for record in records]
+    builder.close()
+    return bytes(builder.buffer()), results
+
+
+def kafka_pythons_append(builder, timestamp, key, value):
+    metadata = builder.append(timestamp, key, value, [])
+    return None if metadata is None else (metadata.offset, metadata.size)
+
+
+@pytest.mark.parametrize("compression", [0, 1])  # none, gzip: a compressed batch appends the same records
+def test_records_appended_directly_build_the_batch_kafka_python_builds(compression):
+    now = 1_764_300_000_000
+    records = [
+        (now, b"user-1", b'{"a":1}'),
+        (now, None, b"v" * 300),  # no key
+        (now - 5, b"k", b"earlier than the first record"),  # a negative timestamp delta
+        (now + 9_000, b"k" * 9_000, b"x"),  # a delta, a key length beyond the table of small varints
+        (now + 1, b"", b""),  # empty key and value
+        (now + 2, b"k", bytes(range(256)) * 40),  # a 10 KiB value: the batch is full
+        (now + 3, b"k", b"fits"),
+    ]
+    ours, our_results = records_built(_append_record, records, compression=compression)
+    theirs, their_results = records_built(kafka_pythons_append, records, compression=compression)
+    assert our_results == their_results and None in our_results
+    assert ours == theirs
+
+
+def test_a_record_larger_than_the_batch_size_goes_into_an_empty_batch_alone():
+    huge = (1_764_300_000_000, b"k", b"v" * 20_000)
+    ours, our_results = records_built(_append_record, [huge, huge], batch_size=1024)
+    theirs, their_results = records_built(kafka_pythons_append, [huge, huge], batch_size=1024)
+    assert our_results == their_results and our_results[1] is None
+    assert ours == theirs
+
+
+def test_many_records_keep_offsets_past_the_table_of_small_varints():
+    records = [(1_764_300_000_000 + index, b"k", b"v") for index in range(9_000)]
+    ours, _ = records_built(_append_record, records, batch_size=1 << 20)
+    theirs, _ = records_built(kafka_pythons_append, records, batch_size=1 << 20)
+    assert ours == theirs
 
 
 def test_a_connected_broker_is_waited_for_and_a_disconnected_one_keeps_its_backoff():
