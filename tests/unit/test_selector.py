@@ -104,12 +104,12 @@ def test_a_closed_socket_whose_number_is_reused_is_watched_again(epoll):
 
 def test_a_socket_closed_after_it_was_unregistered_does_not_break_the_wait(epoll, pair):
     reader, writer = pair
-    doomed, _peer = socket.socketpair()
+    doomed, doomed_peer = socket.socketpair()
     epoll.register(doomed, selectors.EVENT_READ)
     epoll.register(reader, selectors.EVENT_READ, "reader")
     epoll.unregister(doomed)
     doomed.close()
-    _peer.close()
+    doomed_peer.close()
     writer.send(b"x")
     assert [(key.data, events) for key, events in epoll.select(1)] == [("reader", selectors.EVENT_READ)]
     assert epoll.get_map().keys() == {reader.fileno()}
