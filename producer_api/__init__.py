@@ -12,16 +12,17 @@ def create_app(settings=None, producer=None) -> Flask:
     from producer_api import auth, docs, kafka_producer, metrics, produce, root
     from producer_api.config import Settings
     from producer_api.errors import register_error_handlers
+    from producer_api.json_provider import OrjsonProvider
     from producer_api.openapi import build_spec
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config.from_mapping(
         PRODUCER_SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False
     register_error_handlers(app)
     metrics.init_app(app)
     auth.init_app(app)
