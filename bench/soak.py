@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench import payload
+from bench import payload, procstat
 from bench.broker import OffsetCounter
 from bench.loadgen import WrkRun, run_wrk
 from bench.servers import Server
@@ -32,10 +32,14 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 
 
 def trend(samples: list[dict]) -> list[dict]:
-    """First, last and slope of RSS for each worker present in every sample, and for their sum."""
+    """First, last and slope of RSS, and CPU time used, for each worker present in every sample and for their sum."""
     pids = set.intersection(*(set(sample["rss_kib"]) for sample in samples))
     series = {f"worker {pid}": [(s["t"], s["rss_kib"][pid]) for s in samples] for pid in sorted(pids)}
     series["all workers"] = [(s["t"], sum(s["rss_kib"][pid] for pid in pids)) for s in samples]
+    # CPU time between the first and the last sample shows which workers served the load: a worker left idle
+    # would stay flat whatever the code does with memory.
+    cpu = {f"worker {pid}": samples[-1]["cpu_s"][pid] - samples[0]["cpu_s"][pid] for pid in sorted(pids)}
+    cpu["all workers"] = sum(cpu.values())
     rows = []
     for name, points in series.items():
         second_half = points[len(points) // 2:]
@@ -43,7 +47,7 @@ def trend(samples: list[dict]) -> list[dict]:
         rows.append({"series": name, "first_kib": points[0][1], "last_kib": points[-1][1],
                      "max_kib": max(v for _, v in points), "growth_kib": points[-1][1] - points[0][1],
                      "slope_kib_per_min": slope_per_minute(points), "second_half_slope_kib_per_min": late_slope,
-                     "steady": abs(late_slope) < STEADY_SLOPE_KIB_PER_MIN})
+                     "steady": abs(late_slope) < STEADY_SLOPE_KIB_PER_MIN, "cpu_s": cpu[name]})
     return rows
 
 
@@ -74,7 +78,8 @@ def run_soak(wrk: str, env: dict[str, str], seconds: float, rate: float, work_di
         for index in range(int(seconds // SAMPLE_EVERY_S) + 1):
             time.sleep(max(began + index * SAMPLE_EVERY_S - time.monotonic(), 0))
             sizes = server.rss_kib()
-            samples.append({"t": round(time.monotonic() - began, 1), "rss_kib": sizes})
+            samples.append({"t": round(time.monotonic() - began, 1), "rss_kib": sizes,
+                            "cpu_s": {pid: procstat.cpu_seconds(pid) for pid in sizes}})
             progress(f"soak: t={samples[-1]['t']:>5.0f} s  worker RSS MiB "
                      + " / ".join(f"{size / 1024:.1f}" for size in sizes.values()))
         result, batch_result = run.result(), batch_run.result()
@@ -107,12 +112,12 @@ def render_soak(soak: dict, meta: dict) -> str:
         f"req/s, p50 {soak['batch']['p50_ms']:.1f} ms, p99 {soak['batch']['p99_ms']:.1f} ms, "
         f"errors {soak['batch']['errors']}",
         f"  {'series':<16} {'first MiB':>10} {'last MiB':>10} {'max MiB':>10} {'slope KiB/min':>14} "
-        f"{'2nd half KiB/min':>17}  trend",
+        f"{'2nd half KiB/min':>17} {'CPU s':>7}  trend",
     ]
     for row in soak["trend"]:
         lines.append(f"  {row['series']:<16} {row['first_kib'] / 1024:>10.1f} {row['last_kib'] / 1024:>10.1f} "
                      f"{row['max_kib'] / 1024:>10.1f} {row['slope_kib_per_min']:>14.0f} "
-                     f"{row['second_half_slope_kib_per_min']:>17.0f}  "
+                     f"{row['second_half_slope_kib_per_min']:>17.0f} {row['cpu_s']:>7.1f}  "
                      f"{'steady' if row['steady'] else 'GROWING'}")
     lines += [f"  Kafka check: {check['acknowledged']:,} acknowledged, {check['written']:,} in Kafka -> "
               f"{check['verdict']}", "", f"took {meta['elapsed_s']:.0f} s; results in {meta['output']}"]
