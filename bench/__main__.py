@@ -1,4 +1,5 @@
-"""Command line: python -m bench [--quick] [--repetitions N] [--duration S] [--soak [SECONDS]] [--output FILE]."""
+"""Command line: python -m bench [--quick] [--repetitions N] [--duration S] [--soak [SECONDS]] [--output FILE]
+[--report FILE]."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help="results JSON (default bench-results/results.json, "
                                                     "or bench-results/soak.json with --soak)")
     parser.add_argument("--keep-broker", action="store_true", help="leave the 'bench' Kafka running at the end")
+    parser.add_argument("--report", type=Path, metavar="FILE",
+                        help="measure nothing: print the report of a results file an earlier run wrote")
     args = parser.parse_args(argv)
     if args.repetitions is not None and not 1 <= args.repetitions <= 20:
         parser.error("--repetitions must be between 1 and 20")
@@ -88,9 +91,27 @@ def metadata(args: argparse.Namespace, settings: Settings, wrk: str, run_duratio
     }
 
 
+def report(path: Path) -> int:
+    """Print the report of a saved results file, recomputed from its records, and return the exit status."""
+    try:
+        saved = json.loads(path.read_text())
+        if "soak" in saved:
+            print(render_soak(saved["soak"], saved["meta"]))
+        else:
+            records = saved["records"]
+            print(render(records, summarize(records, saved["meta"]["cpus"]), saved["meta"]))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"bench: {path} is not a results file this benchmark wrote ({type(error).__name__}: {error})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or the soak) and return the exit status."""
     args = parse_args(argv)
+    if args.report:
+        return report(args.report)
     began = time.monotonic()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP}
     output = args.output or RESULTS_DIR / ("soak.json" if args.soak else "results.json")
@@ -114,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                     records = suite.run(meta["repetitions"])
                 finally:
                     suite.close()
-                results = {"records": records, "summary": summarize(records)}
+                results = {"records": records, "summary": summarize(records, meta["cpus"])}
     except (ConfigError, LoadError, ServerError, BrokerError, ClusterError, RuntimeError) as error:
         print(f"bench: {error}", file=sys.stderr)
         return 1

@@ -27,6 +27,10 @@ SINGLE_P99_MS = 25.0
 SINGLE_OVER_C = 1.5
 WORKER_RSS_MIB = 150.0
 
+# Share of all cores that gunicorn, the broker and wrk kept busy at which a load counts as saturating the machine:
+# from there on requests queue for a core, and their latency follows the rate (Little's law) more than the work.
+SATURATED_BUSY_PCT = 80.0
+
 
 def _find(records: list[dict], repetition: int, config: str, load: str | None = None) -> dict | None:
     return next((record for record in records if record["repetition"] == repetition and record["config"] == config
@@ -93,6 +97,38 @@ def paired_ratios(records: list[dict]) -> list[dict]:
         if values:
             ratios.append({"name": name, "median": median(values), "values": values})
     return ratios
+
+
+def latency(records: list[dict], cpus: int) -> list[dict]:
+    """Single-message latency per configuration and load, beside Little's law and how busy the machine was.
+
+    With N closed-loop connections the mean latency is N / rate whatever the code does, so a latency figure at a
+    load that saturates the cores restates the rate; the figures below saturation are the ones that judge latency.
+    """
+    rows = []
+    repetitions = sorted({record["repetition"] for record in records})
+    for config in (SERVICE, CEILING_K, BASELINE):
+        for load in LOADS:
+            runs = [record for record in records if record["config"] == config and record["load"] == load.name
+                    and "wrk" in record]
+            if load.batch != 1 or not runs:
+                continue
+            busy = median(sum(run["cpu_pct_of_one_core"].values()) / cpus for run in runs)
+            little = [1000 * load.connections / run["requests_per_s"] for run in runs if run["requests_per_s"] > 0]
+            row = {"config": config, "load": load.name, "connections": load.connections, "busy_pct": busy,
+                   "saturated": busy >= SATURATED_BUSY_PCT,
+                   "p50_ms": median(run["p50_ms"] for run in runs), "p99_ms": median(run["p99_ms"] for run in runs),
+                   "mean_ms": median(run["wrk"]["mean_ms"] for run in runs),
+                   "littles_law_ms": median(little) if little else None}
+            if config == SERVICE:
+                pairs = [(_find(records, repetition, SERVICE, load.name), _find(records, repetition, CEILING_K,
+                                                                                load.name))
+                         for repetition in repetitions]
+                ratios = [service["p99_ms"] / bound["p99_ms"] for service, bound in pairs
+                          if service and bound and bound["p99_ms"] > 0]
+                row["p99_over_ceiling_k"] = median(ratios) if ratios else None
+            rows.append(row)
+    return rows
 
 
 def wrk_check(records: list[dict]) -> dict:
@@ -185,10 +221,11 @@ def targets(records: list[dict], ratios: list[dict], rows: list[dict]) -> list[d
     return found
 
 
-def summarize(records: list[dict]) -> dict:
+def summarize(records: list[dict], cpus: int) -> dict:
     """Everything the table shows, as JSON-ready values."""
     summary = {"medians": medians(records), "paired_ratios": paired_ratios(records), "wrk_check": wrk_check(records),
-               "kafka_check": kafka_totals(records), "cpu_per_message": cpu_per_message(records)}
+               "kafka_check": kafka_totals(records), "cpu_per_message": cpu_per_message(records),
+               "latency": latency(records, cpus)}
     summary["targets"] = targets(records, summary["paired_ratios"], summary["medians"])
     return summary
 
@@ -222,6 +259,18 @@ def render(records: list[dict], summary: dict, meta: dict) -> str:
                  if target["ceiling_k"] is not None else "")
         lines.append(f"  {target['target']:<52} {target['value']:>7.2f}{target['unit']:<4} "
                      f"{'met' if target['met'] else 'MISSED'}{bound}")
+    lines += ["", "Single-message latency (medians). With N connections in a closed loop the mean is N / rate "
+                  "(Little's law); where gunicorn,",
+              f"the broker and wrk keep {SATURATED_BUSY_PCT:.0f}% or more of all cores busy, requests queue for a "
+              f"core and latency restates the rate:",
+              f"  {'configuration':<12} {'load':<12} {'busy':>5} {'saturated':>9} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'mean ms':>8} {'N/rate ms':>10} {'p99 / ceiling K (paired)':>25}"]
+    for row in summary.get("latency", []):
+        little = "-" if row["littles_law_ms"] is None else f"{row['littles_law_ms']:.1f}"
+        ratio = "" if row.get("p99_over_ceiling_k") is None else f"{row['p99_over_ceiling_k']:.2f}"
+        lines.append(f"  {row['config']:<12} {row['load']:<12} {row['busy_pct']:>4.0f}% "
+                     f"{'yes' if row['saturated'] else 'no':>9} {row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} "
+                     f"{row['mean_ms']:>8.1f} {little:>10} {ratio:>25}".rstrip())
     lines += ["", "Worker RSS (MiB, VmRSS) at the end of each run, last repetition:"]
     last = max(record["repetition"] for record in records)
     for config in (SERVICE, BASELINE):

@@ -1,29 +1,9 @@
-"""The benchmark report's targets: each figure checked against its target, with ceiling K's bound beside it."""
+"""The benchmark report: each figure checked against its target with ceiling K's bound beside it, and latency."""
 
 import pytest
 
-from bench.report import medians, paired_ratios, targets
-from bench.suite import BASELINE, CEILING_A, CEILING_B, CEILING_K, LOADS, SERVICE
-
-
-def run(config: str, load: str, rate: float, p99_ms: float = 10.0, rss_mib: float = 40.0) -> dict:
-    """One measured run of the first repetition, with what the report reads from it."""
-    return {"repetition": 0, "config": config, "load": load, "rate": rate, "unit": "req/s", "errors": 0,
-            "p50_ms": p99_ms / 3, "p99_ms": p99_ms, "worker_rss_kib": {"1": rss_mib * 1024, "2": 1024}}
-
-
-@pytest.fixture
-def records() -> list[dict]:
-    """A run where batches reach ceiling A, single messages half of ceiling B, and ceiling K 0.6 of it."""
-    found = [run(CEILING_A, "send() x 2 processes", 60_000), run(CEILING_B, "single @32", 4_000)]
-    for load in LOADS:
-        if load.batch == 1:
-            found += [run(SERVICE, load.name, 2_000, p99_ms=30.0), run(CEILING_K, load.name, 2_400, p99_ms=28.0),
-                      run(BASELINE, load.name, 1_000)]
-        else:
-            found += [run(SERVICE, load.name, 57_000, rss_mib=160.0 if load.batch == 1000 else 45.0),
-                      run(BASELINE, load.name, 4_000)]
-    return found
+from bench.report import SATURATED_BUSY_PCT, latency, medians, paired_ratios, targets
+from bench.suite import CEILING_A, CEILING_K, SERVICE
 
 
 def verdicts(records: list[dict]) -> dict:
@@ -32,8 +12,8 @@ def verdicts(records: list[dict]) -> dict:
     return {entry["target"]: (round(entry["value"], 2), entry["met"], entry["ceiling_k"]) for entry in found}
 
 
-def test_each_target_is_checked_against_its_figure(records):
-    found = verdicts(records)
+def test_each_target_is_checked_against_its_figure(bench_records):
+    found = verdicts(bench_records)
 
     assert found["batch 100 @8 >= 0.9 x ceiling A"] == (0.95, True, None)
     assert found["batch 1000 @8 >= 2 x baseline C"] == (14.25, True, None)
@@ -43,8 +23,32 @@ def test_each_target_is_checked_against_its_figure(records):
     assert found["worker RSS <= 150 MiB (largest at the end of any run)"] == (160.0, False, None)
 
 
-def test_a_configuration_not_measured_leaves_its_targets_out(records):
-    found = verdicts([record for record in records if record["config"] != CEILING_A])
+def test_a_configuration_not_measured_leaves_its_targets_out(bench_records):
+    found = verdicts([record for record in bench_records if record["config"] != CEILING_A])
 
     assert "batch 100 @8 >= 0.9 x ceiling A" not in found
     assert "single @32 >= 0.7 x ceiling B" in found
+
+
+def test_latency_sets_each_load_beside_littles_law_and_the_machines_load(bench_records):
+    rows = {(row["config"], row["load"]): row for row in latency(bench_records, cpus=2)}
+
+    at_32 = rows[(SERVICE, "single @32")]
+    assert at_32["littles_law_ms"] == pytest.approx(16.0)  # 32 connections / 2,000 req/s
+    assert at_32["mean_ms"] == pytest.approx(16.0)
+    assert at_32["busy_pct"] == pytest.approx(82.5)  # (wrk 5 + gunicorn 140 + broker 20) % of 2 cores
+    assert at_32["saturated"]
+    assert at_32["p99_over_ceiling_k"] == pytest.approx(30.0 / 28.0)
+    assert rows[(SERVICE, "single @1")]["busy_pct"] == pytest.approx(32.5)
+    assert not rows[(SERVICE, "single @1")]["saturated"]
+    assert "p99_over_ceiling_k" not in rows[(CEILING_K, "single @32")]
+    assert not any(row["load"].startswith("batch") for row in rows.values())
+
+
+def test_latency_calls_a_load_saturated_from_the_threshold_on(bench_records):
+    at_8 = [record for record in bench_records if record["config"] == SERVICE and record["load"] == "single @8"]
+    at_8[0]["cpu_pct_of_one_core"] = {"wrk": 0.0, "server": 2 * SATURATED_BUSY_PCT - 0.2, "broker": 0.0}
+    assert not {row["load"]: row for row in latency(at_8, cpus=2)}["single @8"]["saturated"]
+
+    at_8[0]["cpu_pct_of_one_core"]["broker"] = 0.2
+    assert {row["load"]: row for row in latency(at_8, cpus=2)}["single @8"]["saturated"]
