@@ -85,18 +85,22 @@ def paired_ratios(records: list[dict]) -> list[dict]:
     pairs += [(f"ceiling K / baseline C, {load.name}", (CEILING_K, load.name), (BASELINE, load.name))
               for load in LOADS if load.batch == 1]
     pairs += [(f"service / baseline C, {load.name}", (SERVICE, load.name), (BASELINE, load.name)) for load in LOADS]
-    repetitions = sorted({record["repetition"] for record in records})
     ratios = []
-    for name, (top_config, top_load), (bottom_config, bottom_load) in pairs:
-        values = []
-        for repetition in repetitions:
-            top = _find(records, repetition, top_config, top_load)
-            bottom = _find(records, repetition, bottom_config, bottom_load)
-            if top and bottom and bottom["rate"] > 0:
-                values.append(top["rate"] / bottom["rate"])
+    for name, top, bottom in pairs:
+        values = _paired(records, top, bottom, "rate")
         if values:
             ratios.append({"name": name, "median": median(values), "values": values})
     return ratios
+
+
+def _paired(records: list[dict], top: tuple[str, str | None], bottom: tuple[str, str | None], field: str) -> list:
+    """A field's ratio of two (config, load) measurements within each repetition that has both."""
+    values = []
+    for repetition in sorted({record["repetition"] for record in records}):
+        above, below = _find(records, repetition, *top), _find(records, repetition, *bottom)
+        if above and below and below[field] > 0:
+            values.append(above[field] / below[field])
+    return values
 
 
 def latency(records: list[dict], cpus: int) -> list[dict]:
@@ -106,12 +110,11 @@ def latency(records: list[dict], cpus: int) -> list[dict]:
     load that saturates the cores restates the rate; the figures below saturation are the ones that judge latency.
     """
     rows = []
-    repetitions = sorted({record["repetition"] for record in records})
     for config in (SERVICE, CEILING_K, BASELINE):
-        for load in LOADS:
+        for load in (load for load in LOADS if load.batch == 1):
             runs = [record for record in records if record["config"] == config and record["load"] == load.name
                     and "wrk" in record]
-            if load.batch != 1 or not runs:
+            if not runs:
                 continue
             busy = median(sum(run["cpu_pct_of_one_core"].values()) / cpus for run in runs)
             little = [1000 * load.connections / run["requests_per_s"] for run in runs if run["requests_per_s"] > 0]
@@ -121,11 +124,7 @@ def latency(records: list[dict], cpus: int) -> list[dict]:
                    "mean_ms": median(run["wrk"]["mean_ms"] for run in runs),
                    "littles_law_ms": median(little) if little else None}
             if config == SERVICE:
-                pairs = [(_find(records, repetition, SERVICE, load.name), _find(records, repetition, CEILING_K,
-                                                                                load.name))
-                         for repetition in repetitions]
-                ratios = [service["p99_ms"] / bound["p99_ms"] for service, bound in pairs
-                          if service and bound and bound["p99_ms"] > 0]
+                ratios = _paired(records, (SERVICE, load.name), (CEILING_K, load.name), "p99_ms")
                 row["p99_over_ceiling_k"] = median(ratios) if ratios else None
             rows.append(row)
     return rows
