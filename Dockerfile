@@ -17,6 +17,6 @@ USER producer
 
 EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=4s --start-period=10s --retries=3 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8001/health', timeout=3)"
+    CMD python -c "import os, urllib.request; port = os.environ.get('PRODUCER_PORT', '').strip() or '8001'; urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=3)"
 
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]

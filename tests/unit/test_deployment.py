@@ -1,8 +1,16 @@
 """README, Dockerfile and docker-compose.yml stay in step with the code, since Docker cannot run here."""
 
 import dataclasses
+import http.server
+import os
 import re
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
+
+import pytest
 
 from local_kafka import Cluster
 from producer_api.config import Settings
@@ -36,6 +44,40 @@ def test_dockerfile_ships_the_service_as_gunicorn_runs_it():
                    "USER producer", "HEALTHCHECK", "/health"):
         assert needed in dockerfile, needed
     assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]' in dockerfile
+
+
+class _HealthyHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def health_server():
+    """An HTTP server on a free port whose /health answers 200."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HealthyHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_image_health_check_asks_the_port_the_service_listens_on(health_server):
+    dockerfile = (REPO / "Dockerfile").read_text()
+    command = re.search(r"^HEALTHCHECK .*\\\n\s+CMD (.+)$", dockerfile, re.MULTILINE).group(1)
+    command = command.replace("python ", f"{sys.executable} ", 1)
+
+    def check(port: str) -> int:
+        environment = {**os.environ, "PRODUCER_PORT": port}
+        return subprocess.run(["sh", "-c", command], env=environment, capture_output=True, timeout=10).returncode
+
+    assert check(str(health_server)) == 0
+    with socket.socket() as bound_not_listening:  # held, so no one else takes the port meanwhile
+        bound_not_listening.bind(("127.0.0.1", 0))
+        assert check(str(bound_not_listening.getsockname()[1])) != 0
 
 
 def test_requirements_are_pinned():
