@@ -202,10 +202,15 @@ class Settings:
                 "KAFKA_DELIVERY_TIMEOUT_MS must be at least KAFKA_REQUEST_TIMEOUT_MS + KAFKA_LINGER_MS "
                 f"({self.request_timeout_ms + self.linger_ms}), got {self.delivery_timeout_ms}"
             )
-        if self.close_timeout_ms >= self.graceful_timeout * 1000:
+        # On SIGTERM a worker first lets its requests finish, then flushes, all within the graceful timeout, after
+        # which gunicorn kills it: a request still waiting on Kafka must leave the flush its whole timeout.
+        longest_request_ms = round(self.produce_timeout_s * 1000)
+        if self.close_timeout_ms + longest_request_ms >= self.graceful_timeout * 1000:
             raise ConfigError(
-                "KAFKA_CLOSE_TIMEOUT_MS must be below PRODUCER_GRACEFUL_TIMEOUT so the producer is flushed "
-                f"before gunicorn kills the worker (got {self.close_timeout_ms} ms and {self.graceful_timeout} s)"
+                "KAFKA_CLOSE_TIMEOUT_MS plus the longest a request waits for Kafka (KAFKA_MAX_BLOCK_MS + "
+                "KAFKA_DELIVERY_TIMEOUT_MS + 1000) must be below PRODUCER_GRACEFUL_TIMEOUT, so that the producer is "
+                f"flushed before gunicorn kills the worker (got {self.close_timeout_ms} + {longest_request_ms} ms "
+                f"and {self.graceful_timeout} s)"
             )
         self._check_security()
 

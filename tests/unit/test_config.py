@@ -63,6 +63,14 @@ def test_close_timeout_must_fit_in_the_graceful_timeout():
         Settings.from_env({"PRODUCER_GRACEFUL_TIMEOUT": "5", "KAFKA_CLOSE_TIMEOUT_MS": "5000"})
 
 
+def test_the_flush_on_shutdown_keeps_its_time_after_the_longest_request():
+    # Defaults: 10 s of flush after a request of at most 5 + 9.5 + 1 s fits in 30 s.
+    assert Settings.from_env({}).graceful_timeout == 30
+    with pytest.raises(ConfigError, match=r"10000 \+ 36500 ms and 30 s"):
+        Settings.from_env({"KAFKA_DELIVERY_TIMEOUT_MS": "30500"})
+    assert Settings.from_env({"KAFKA_DELIVERY_TIMEOUT_MS": "30500", "PRODUCER_GRACEFUL_TIMEOUT": "47"})
+
+
 def test_every_request_wait_is_bounded_below_a_minute():
     assert Settings.from_env({}).produce_timeout_s < 60
 
