@@ -37,6 +37,7 @@ from producer_api.errors import (
     TopicNotFound,
     UnknownPartition,
 )
+from producer_api.logs import ThrottledLog
 from producer_api.messages import OutgoingMessage
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ def _append_all_waited(producer: KafkaProducer, messages: list[OutgoingMessage],
     for index, message in enumerate(messages):
         try:
             destination = placement.topic_partition(message.topic, placement.partition(producer, message))
-        except Exception as error:  # noqa: BLE001 - each message reports its own failure
+        except kafka_errors.KafkaError as error:  # each message reports its own failure
             outcomes[index] = error
             continue
         indexes_by_destination.setdefault(destination, []).append(index)
@@ -547,7 +548,10 @@ class MessageProducer:
         self._pending = 0  # messages handed to Kafka whose outcome is not known yet
         self._pending_lock = threading.Lock()
         self._queued_failures = 0  # fire-and-forget messages Kafka did not take
+        # An outage fails every queued message, each in its own callback: one line a second says so, with a count.
+        self._queued_failure_log = ThrottledLog(log)
         self._unreachable = False  # a request just found no broker; the next ones check before queueing
+        self._stuck_producer: KafkaProducer | None = None  # left unusable by a fire-and-forget failure
 
     @property
     def pending(self) -> int:
@@ -561,6 +565,7 @@ class MessageProducer:
 
     def send_all(self, messages: list[OutgoingMessage], wait: bool = True) -> list[Delivery]:
         """Send messages and, if wait, until Kafka acknowledged or refused each; nothing is sent if any is invalid."""
+        self._replace_if_stuck()
         self._refuse_while_unreachable()
         producer = self._producer  # checked and sent to alike, even if another request replaces it meanwhile
         placement = _Placement(self._check_destinations(messages, producer))
@@ -569,13 +574,26 @@ class MessageProducer:
         deadline = now + self._settings.delivery_timeout_ms / 1000 + 0.25
         if not wait:
             outcomes: list = []  # a future per message, or the exception sending it raised
-            for message in messages:
-                try:
-                    outcomes.append(_append(producer, message, placement, now))
-                except Exception as error:  # noqa: BLE001 - each message reports its own failure
-                    outcomes.append(error)
-            return [self._queued(message, outcome) for message, outcome in zip(messages, outcomes, strict=True)]
-        outcomes = _append_all_waited(producer, messages, placement, now)  # a slot or an exception per message
+            try:
+                for message in messages:
+                    try:
+                        outcomes.append(_append(producer, message, placement, now))
+                    except kafka_errors.KafkaError as error:  # each message reports its own failure
+                        outcomes.append(error)
+            except BaseException:
+                self._release_count(len(messages))  # none of them has a callback that would release it
+                raise
+            deliveries = [self._queued(producer, message, outcome)
+                          for message, outcome in zip(messages, outcomes, strict=True)]
+            _log_failures(deliveries)
+            return deliveries
+        try:
+            outcomes = _append_all_waited(producer, messages, placement, now)  # a slot or an exception per message
+        except BaseException:
+            # Not counted as pending any more, or the worker would answer 429 for good; what was appended
+            # before the failure is still delivered or fails on its own.
+            self._release_count(len(messages))
+            raise
         try:
             # Last first: a partition's batches complete in order, so waiting for the request's last batch first
             # usually finds the others done, instead of waking once for each of them.
@@ -584,19 +602,25 @@ class MessageProducer:
             deliveries.reverse()
         finally:
             self._release_when_settled(outcomes)
+        _log_failures(deliveries)
         self._note_outcome(producer, deliveries)
         return deliveries
 
     def send_atomic(self, messages: list[OutgoingMessage]) -> list[Delivery]:
         """Write all messages in one Kafka transaction: read_committed consumers see all of them or none."""
+        self._replace_if_stuck()
         self._refuse_while_unreachable()
         self._check_destinations(messages, self._producer)
-        if not self._transaction_lock.acquire(timeout=self._settings.produce_timeout_s):
-            raise KafkaUnavailable("Failed to produce batch: another transaction of this worker is still running")
+        self._reserve(len(messages))
         try:
-            return self._run_transaction(messages)
+            if not self._transaction_lock.acquire(timeout=self._settings.produce_timeout_s):
+                raise KafkaUnavailable("Failed to produce batch: another transaction of this worker is still running")
+            try:
+                return self._run_transaction(messages)
+            finally:
+                self._transaction_lock.release()
         finally:
-            self._transaction_lock.release()
+            self._release_count(len(messages))  # a transaction's outcome is known when it returns
 
     def _run_transaction(self, messages: list[OutgoingMessage]) -> list[Delivery]:
         producer = self._transactional_producer()
@@ -611,20 +635,43 @@ class MessageProducer:
             for index, (message, future) in enumerate(zip(messages, futures, strict=True)):
                 try:
                     future.get(timeout=max(deadline - time.monotonic(), 0.001))
+                except kafka_errors.KafkaTimeoutError:
+                    # Unlike a lone message, a timed-out one of a transaction that is never committed stays invisible.
+                    raise KafkaUnavailable(
+                        f"Failed to produce batch: Timed out waiting for Kafka to acknowledge the message at index "
+                        f"{index} (KAFKA_DELIVERY_TIMEOUT_MS); the transaction was aborted, nothing was written"
+                    ) from None
                 except kafka_errors.KafkaError as failure:
-                    error = _as_api_error(failure, message.topic)
+                    # kafka-python makes any failed transactional request it cannot classify, a request timeout
+                    # included, a plain KafkaError: the next transaction comes from a fresh producer, so retry.
+                    error = (KafkaUnavailable(f"Failed to produce batch: Kafka is unavailable: {failure}")
+                             if type(failure) is kafka_errors.KafkaError else _as_api_error(failure, message.topic))
                     error.detail += f" (message at index {index}); the transaction was aborted, nothing was written"
                     raise error from None
-            producer.commit_transaction()
+            self._commit(producer)
         except (APIError, kafka_errors.KafkaError) as error:
             self._discard_transactional(producer)
             if isinstance(error, APIError):
                 raise
+            if isinstance(error, kafka_errors.KafkaTimeoutError):  # before the commit: never committed, so invisible
+                raise KafkaUnavailable(f"Failed to produce batch: Timed out waiting for Kafka ({error}); the "
+                                       "transaction was not committed, nothing was written") from None
             api_error = _as_api_error(error, messages[0].topic)
             api_error.detail += "; the transaction was not committed, nothing was written"
             raise api_error from None
         return [Delivery(message, future.value.partition, future.value.offset)
                 for message, future in zip(messages, futures, strict=True)]
+
+    def _commit(self, producer: KafkaProducer) -> None:
+        """Commit the open transaction, waiting at most KAFKA_REQUEST_TIMEOUT_MS for the coordinator."""
+        try:
+            _end_transaction(producer, commit=True, timeout_s=self._settings.request_timeout_ms / 1000)
+        except kafka_errors.KafkaTimeoutError:
+            # The commit request may have reached the coordinator: the transaction may still be committed.
+            raise DeliveryTimeout(
+                f"Failed to produce batch: Timed out after {self._settings.request_timeout_ms} ms waiting for Kafka "
+                "to commit the transaction; it may or may not have been committed (all messages or none)"
+            ) from None
 
     def _discard_transactional(self, producer: KafkaProducer) -> None:
         """Abort the open transaction and start the next one from a fresh producer.
@@ -635,7 +682,7 @@ class MessageProducer:
         """
         self._transactional = None
         try:
-            producer.abort_transaction()
+            _end_transaction(producer, commit=False, timeout_s=self._settings.request_timeout_ms / 1000)
         except kafka_errors.KafkaError as error:
             log.warning("could not abort the transaction (%s); the next producer's fencing aborts it", error)
         threading.Thread(target=_close_quietly, args=(producer, 0.0), daemon=True).start()
@@ -647,6 +694,13 @@ class MessageProducer:
             producer = _new_kafka_producer(self._settings, transactional_id=transactional_id)
             try:
                 producer.init_transactions()
+            except kafka_errors.KafkaTimeoutError:
+                _close_quietly(producer, 0.0)
+                # Nothing of the request was sent yet, so this is "unavailable", not "may or may not".
+                raise KafkaUnavailable(
+                    f"Failed to produce batch: Kafka's transaction coordinator did not answer within "
+                    f"{self._settings.max_block_ms} ms (KAFKA_MAX_BLOCK_MS); nothing was written"
+                ) from None
             except kafka_errors.KafkaError as error:
                 _close_quietly(producer, 0.0)
                 raise _as_api_error(error, "transactions") from None
@@ -666,6 +720,10 @@ class MessageProducer:
         with self._pending_lock:
             self._pending -= 1
 
+    def _release_count(self, count: int) -> None:
+        with self._pending_lock:
+            self._pending -= count
+
     def _release_when_settled(self, outcomes: list) -> None:
         """Stop counting the messages whose outcome is known, at once; the others as each one settles."""
         # One lock round for the whole request instead of a callback per message in kafka-python's I/O thread.
@@ -676,18 +734,33 @@ class MessageProducer:
         for slot in unsettled:
             slot.settle_later(self._release)  # runs at once if it settled meanwhile
 
-    def _queued(self, message: OutgoingMessage, outcome) -> Delivery:
+    def _queued(self, producer: KafkaProducer, message: OutgoingMessage, outcome) -> Delivery:
         if isinstance(outcome, Exception):
             self._release()
             return self._failed(message, outcome)
         outcome.add_both(self._release)
-        outcome.add_errback(self._count_queued_failure, message.topic)
+        outcome.add_errback(self._on_queued_failure, producer, message.topic)  # called (producer, topic, error)
         return Delivery(message)
 
-    def _count_queued_failure(self, error, topic: str) -> None:
+    def _on_queued_failure(self, producer: KafkaProducer, topic: str, error: Exception) -> None:
+        """Count and log a fire-and-forget message Kafka did not take; mark its producer if it is now stuck."""
         with self._pending_lock:
             self._queued_failures += 1
-        log.error("queued message for topic %s was not delivered: %s", topic, error)
+        # This runs in kafka-python's I/O thread, which must not build a producer or wait on one: the next request
+        # replaces it (_replace_if_stuck), as a waiting request does after the same failure (_note_outcome).
+        if isinstance(error, kafka_errors.KafkaTimeoutError):
+            self._unreachable = True
+            self._stuck_producer = producer
+        elif _has_fatal_error(producer):
+            self._stuck_producer = producer
+        self._queued_failure_log.error("queued message for topic %s was not delivered: %s", topic, error)
+
+    def _replace_if_stuck(self) -> None:
+        """Replace the producer a fire-and-forget failure left stuck, before this request uses it."""
+        stuck = self._stuck_producer
+        if stuck is not None:
+            self._stuck_producer = None
+            self._replace(stuck)
 
     def _refuse_while_unreachable(self) -> None:
         """Answer at once while Kafka is known to be unreachable, instead of queueing into a timeout."""
@@ -741,7 +814,6 @@ class MessageProducer:
 
     @staticmethod
     def _failed(message: OutgoingMessage, error: Exception) -> Delivery:
-        log.warning("delivery to topic %s failed: %s", message.topic, error)
         return Delivery(message, error=_as_api_error(error, message.topic))
 
     def _check_destinations(self, messages: list[OutgoingMessage], producer: KafkaProducer) -> dict[str, set[int]]:
@@ -819,6 +891,28 @@ _MOST_RECORD_OVERHEAD = (DefaultRecordBatchBuilder.HEADER_STRUCT.size + DefaultR
 def _where(index: int, messages: list) -> str:
     """Which message of a batch an error is about; nothing for a single message."""
     return f" (message at index {index})" if len(messages) > 1 else ""
+
+
+def _log_failures(deliveries: list[Delivery]) -> None:
+    """One log line for a request's failed messages, however many: a failing batch of 5000 must not write 5000."""
+    failed = [delivery for delivery in deliveries if delivery.error is not None]
+    if failed:
+        topics = ",".join(sorted({delivery.message.topic for delivery in failed}))
+        log.warning("%d of %d message(s) not delivered (topics %s); the first: %s",
+                    len(failed), len(deliveries), topics, failed[0].error.detail)
+
+
+def _end_transaction(producer: KafkaProducer, commit: bool, timeout_s: float) -> None:
+    """commit_transaction() or abort_transaction(), but waiting at most timeout_s (pinned version).
+
+    kafka-python 3.0.12 waits for the coordinator's answer to either with no timeout, so a coordinator that stops
+    answering would hold the request thread, and the worker's transaction lock, for good.
+    """
+    manager = producer._transaction_manager
+    result = manager.begin_commit() if commit else manager.begin_abort()
+    producer._sender.wakeup()
+    if not result.wait(timeout_ms=timeout_s * 1000):
+        raise kafka_errors.KafkaTimeoutError(f"Timeout after waiting for {timeout_s:g} secs.")
 
 
 def _has_fatal_error(producer: KafkaProducer) -> bool:

@@ -10,6 +10,7 @@ import random
 import re
 import sys
 import threading
+import time
 import traceback
 import uuid
 from datetime import UTC, datetime
@@ -125,6 +126,31 @@ class BatchingStreamHandler(logging.Handler):
             self._wake.wait()
             self._wake.clear()
             self.flush()
+
+
+class ThrottledLog:
+    """A logger's lines of one kind at most once an interval; the next line says how many were left out."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 1.0, clock=time.monotonic):
+        self._logger = logger
+        self._interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_line_at = float("-inf")
+        self._left_out = 0
+
+    def error(self, message: str, *args) -> None:
+        """Log at error level, unless a line of this kind was written less than an interval ago."""
+        now = self._clock()
+        with self._lock:
+            if now < self._next_line_at:
+                self._left_out += 1
+                return
+            self._next_line_at = now + self._interval_s
+            left_out, self._left_out = self._left_out, 0
+        if left_out:
+            message, args = message + " (and %d more such failures since the last line)", (*args, left_out)
+        self._logger.error(message, *args)
 
 
 def skip_unused_record_details() -> None:

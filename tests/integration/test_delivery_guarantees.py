@@ -125,6 +125,57 @@ def test_backpressure_answers_429_instead_of_queueing_more(make_client, own_brok
     assert values == [-1, *queued]
 
 
+@pytest.mark.own_broker
+def test_fire_and_forget_recovers_after_its_queued_messages_expired(make_client, own_broker, new_topic, read_topic):
+    client, producer = make_client(request_timeout_ms=1000, delivery_timeout_ms=2000)
+    topic = new_topic()
+    assert client.post("/produce", json={"topic": topic, "message": {"n": -1}}).status_code == 200
+    with own_broker.paused():
+        for n in range(5):
+            assert client.post("/produce?wait=false", json={"topic": topic, "message": {"n": n}}).status_code == 202
+        deadline = time.monotonic() + 10
+        while producer.queued_failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # A batch expired with no request waiting on it (kafka-python then holds the others back, unexpired).
+        assert producer.queued_failures >= 1
+    # The broker is back: later fire-and-forget messages must reach it, with no waited request to notice the outage.
+    accepted, deadline = [], time.monotonic() + 30
+    for n in range(100, 110):
+        while time.monotonic() < deadline:
+            response = client.post("/produce?wait=false", json={"topic": topic, "message": {"n": n}})
+            if response.status_code == 202:
+                accepted.append(n)
+                break
+            assert response.status_code == 503, response.get_json()  # "unavailable" until it answers again
+            time.sleep(0.2)
+    assert accepted == list(range(100, 110))
+    values = {json.loads(record.value)["n"] for record in read_topic(topic, 11, timeout=20)}
+    assert {-1, *accepted} <= values  # the expired ones may or may not have reached the broker before it paused
+
+
+@pytest.mark.own_broker
+def test_atomic_batch_against_a_paused_broker_answers_in_time_then_recovers(make_client, own_broker, broker,
+                                                                            new_topic):
+    client, _ = make_client(request_timeout_ms=1000, delivery_timeout_ms=2000, max_block_ms=2000)
+    topic = new_topic()
+    batch = [{"topic": topic, "message": {"n": n}} for n in range(3)]
+    assert client.post("/produce/batch?atomic=true", json=batch).status_code == 200
+    with own_broker.paused():
+        started = time.monotonic()
+        response = client.post("/produce/batch?atomic=true", json=[{"topic": topic, "message": {"n": 3}}])
+        # Delivery timeout, then at most one request timeout for the abort: never an endless wait.
+        assert time.monotonic() - started < 2.0 + 1.0 + 2.0
+        assert response.status_code == 503, response.get_json()
+        assert "nothing was written" in response.get_json()["detail"]
+    status, deadline = None, time.monotonic() + 30
+    while status != 200 and time.monotonic() < deadline:
+        status = client.post("/produce/batch?atomic=true", json=[{"topic": topic, "message": {"n": 4}}]).status_code
+        assert status in (200, 503)
+    assert status == 200
+    values = sorted(json.loads(record.value)["n"] for record in read_committed(broker.bootstrap_servers, topic))
+    assert values[:3] == [0, 1, 2] and values[-1] == 4 and 3 not in values
+
+
 def test_partial_batch_failure_is_207_with_each_result(make_client, new_topic, read_topic):
     client, _ = make_client()
     topic = new_topic(partitions=1, max_message_bytes="1000")

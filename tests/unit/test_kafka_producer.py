@@ -7,7 +7,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from kafka.errors import IllegalStateError, KafkaConnectionError, MessageSizeTooLargeError
+from kafka.errors import IllegalStateError, KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from kafka.future import Future
 from kafka.net.selector import KernelEvent
 from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
@@ -15,12 +16,16 @@ from kafka.producer.record_accumulator import RecordAccumulator
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecordsBuilder
 
+from producer_api import kafka_producer
+from producer_api.errors import TooManyPending
 from producer_api.kafka_producer import (
     _MOST_RECORD_OVERHEAD,
     KeyHashCachingPartitioner,
+    MessageProducer,
     _append_all_waited,
     _append_record,
     _CoalescedWakeup,
+    _end_transaction,
     _Placement,
     _wait_while_requests_fill_the_connection,
 )
@@ -446,3 +451,80 @@ def test_the_quick_size_bound_is_never_below_kafka_pythons_estimate(key, value_s
     value = Sized(value_size)  # the estimate reads only the lengths (a 5-byte varint needs 256 MiB)
     payload = value_size + (0 if key is None else len(key))
     assert DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, []) <= payload + _MOST_RECORD_OVERHEAD
+
+
+@pytest.fixture
+def unconnected_producer(make_settings):
+    """A real MessageProducer whose broker address answers nothing; tests reach its paths without Kafka."""
+    producer = MessageProducer(make_settings(bootstrap_servers="127.0.0.1:1", request_timeout_ms=100,
+                                             delivery_timeout_ms=200, max_pending_messages=10))
+    producer._check_destinations = lambda messages, kafka_producer: {"t": {0}}  # no metadata to ask for
+    yield producer
+    producer.close(0)
+
+
+def one_message(n: int = 0) -> OutgoingMessage:
+    return OutgoingMessage("t", None, b"%d" % n, 0, 1_700_000_000_000, "")
+
+
+@pytest.mark.parametrize("expired", [True, False])
+def test_a_failed_fire_and_forget_message_is_counted_logged_and_a_stuck_producer_replaced(
+        unconnected_producer, caplog, expired):
+    sent_to = unconnected_producer._producer
+    outcome = Future()
+    unconnected_producer._reserve(1)
+    unconnected_producer._queued(sent_to, one_message(), outcome)
+    error = KafkaTimeoutError("Expiring 1 record(s) for t-0") if expired else MessageSizeTooLargeError("too big")
+    outcome.failure(error)  # as kafka-python's I/O thread completes it
+    assert unconnected_producer.queued_failures == 1 and unconnected_producer.pending == 0
+    assert caplog.records[-1].getMessage() == f"queued message for topic t was not delivered: {error}"
+    unconnected_producer._replace_if_stuck()  # what the next request does first
+    # A batch that expired leaves kafka-python's idempotent producer without a producer id for good.
+    assert (unconnected_producer._producer is not sent_to) is expired
+    assert unconnected_producer._unreachable is expired
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_an_unexpected_error_while_appending_is_raised_and_releases_what_it_reserved(
+        unconnected_producer, monkeypatch, wait):
+    def broken(*_args):
+        raise RuntimeError("a bug, not a Kafka error")
+
+    monkeypatch.setattr(kafka_producer, "_append_all_waited", broken)
+    monkeypatch.setattr(kafka_producer, "_append", broken)
+    with pytest.raises(RuntimeError):
+        unconnected_producer.send_all([one_message(n) for n in range(4)], wait=wait)
+    assert unconnected_producer.pending == 0
+
+
+def test_an_atomic_batch_counts_against_the_pending_limit(unconnected_producer, monkeypatch):
+    unconnected_producer._reserve(8)
+    with pytest.raises(TooManyPending):
+        unconnected_producer.send_atomic([one_message(n) for n in range(3)])
+    unconnected_producer._release_count(8)
+    ran = []
+    monkeypatch.setattr(unconnected_producer, "_run_transaction", lambda messages: ran.append(len(messages)) or [])
+    unconnected_producer.send_atomic([one_message(n) for n in range(3)])
+    assert ran == [3] and unconnected_producer.pending == 0
+
+
+class CoordinatorThatNeverAnswers:
+    def __init__(self):
+        from kafka.producer.transaction_manager import TransactionalRequestResult
+
+        self.result = TransactionalRequestResult()
+
+    def begin_commit(self):
+        return self.result
+
+    begin_abort = begin_commit
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_ending_a_transaction_waits_no_longer_than_its_timeout(commit):
+    producer = SimpleNamespace(_transaction_manager=CoordinatorThatNeverAnswers(), _sender=FakeSender())
+    started = time.monotonic()
+    with pytest.raises(KafkaTimeoutError):
+        _end_transaction(producer, commit=commit, timeout_s=0.1)
+    assert 0.09 <= time.monotonic() - started < 2
+    assert producer._sender.wakeups == 1

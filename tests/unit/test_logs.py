@@ -12,7 +12,13 @@ import pytest
 from producer_api import create_app
 from producer_api.config import ApiKey
 from producer_api.errors import KafkaUnavailable
-from producer_api.logs import JsonFormatter, _new_request_id, logging_config, skip_unused_record_details
+from producer_api.logs import (
+    JsonFormatter,
+    ThrottledLog,
+    _new_request_id,
+    logging_config,
+    skip_unused_record_details,
+)
 from tests.unit.conftest import FakeProducer
 
 BODY_TEXT = "very-private-body-text"
@@ -229,3 +235,18 @@ def test_forked_workers_make_different_request_ids():
     os.close(write_end)
     assert child != parent
     assert uuid.UUID(child).version == 4 and re.fullmatch(r"[0-9a-f]{32}", child)
+
+
+def test_a_throttled_log_writes_one_line_an_interval_and_then_counts_what_it_left_out(caplog):
+    now = [100.0]
+    throttled = ThrottledLog(logging.getLogger("throttle-test"), interval_s=1.0, clock=lambda: now[0])
+    caplog.set_level(logging.ERROR, logger="throttle-test")
+    for n in range(5):
+        throttled.error("message %d failed", n)
+    now[0] += 1.0
+    throttled.error("message %d failed", 5)
+    assert [record.getMessage() for record in caplog.records] == [
+        "message 0 failed", "message 5 failed (and 4 more such failures since the last line)"]
+    now[0] += 1.0
+    throttled.error("message %d failed", 6)
+    assert caplog.records[-1].getMessage() == "message 6 failed"
