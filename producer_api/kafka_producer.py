@@ -531,7 +531,10 @@ def _as_api_error(error: Exception, topic: str) -> APIError:
         )
     if isinstance(error, (kafka_errors.NotEnoughReplicasError, kafka_errors.NotEnoughReplicasAfterAppendError)):
         return KafkaUnavailable(f"Failed to produce message: Not enough in-sync replicas for topic '{topic}'")
-    if isinstance(error, kafka_errors.RetriableError) or isinstance(error, kafka_errors.IllegalStateError):
+    # kafka-python fails a producer-id or transaction request it cannot classify, a request timeout included, with
+    # a plain KafkaError and a fatal state; the service replaces such a producer, so a retry can succeed.
+    if (isinstance(error, (kafka_errors.RetriableError, kafka_errors.IllegalStateError))
+            or type(error) is kafka_errors.KafkaError):
         return KafkaUnavailable(f"Failed to produce message: Kafka is unavailable: {text}")
     return KafkaRejected(f"Failed to produce message: Kafka refused the message: {text}")
 
@@ -642,10 +645,7 @@ class MessageProducer:
                         f"{index} (KAFKA_DELIVERY_TIMEOUT_MS); the transaction was aborted, nothing was written"
                     ) from None
                 except kafka_errors.KafkaError as failure:
-                    # kafka-python makes any failed transactional request it cannot classify, a request timeout
-                    # included, a plain KafkaError: the next transaction comes from a fresh producer, so retry.
-                    error = (KafkaUnavailable(f"Failed to produce batch: Kafka is unavailable: {failure}")
-                             if type(failure) is kafka_errors.KafkaError else _as_api_error(failure, message.topic))
+                    error = _as_api_error(failure, message.topic)
                     error.detail += f" (message at index {index}); the transaction was aborted, nothing was written"
                     raise error from None
             self._commit(producer)
@@ -855,9 +855,10 @@ class MessageProducer:
                     f"Failed to produce message: Topic '{topic}' does not exist and the cluster does not "
                     "create topics automatically"
                 ) from None
+            self._unreachable = True  # the next requests check for a second instead of waiting for metadata
             raise KafkaUnavailable(
                 f"Failed to produce message: Connection timeout: no Kafka broker at "
-                f"{self._settings.bootstrap_servers} answered within {self._settings.max_block_ms} ms "
+                f"{self._settings.bootstrap_servers} answered within {self._settings.max_block_ms / 1000 + 1:g} s "
                 "(unreachable, or the connection was refused by TLS or SASL: see the service log)"
             ) from None
         except kafka_errors.KafkaError as error:
@@ -872,8 +873,11 @@ class MessageProducer:
         self._producer._sender.wakeup()
         if not answered.wait(timeout):
             return False
-        # A broker that answers with an error about a topic is still an answering broker.
-        return future.succeeded() or isinstance(future.exception, kafka_errors.BrokerResponseError)
+        # A broker that answers with an error about a topic is still an answering broker; a request that timed
+        # out is kafka-python's own verdict, not an answer, whatever error class it uses for it.
+        error = future.exception
+        return future.succeeded() or (isinstance(error, kafka_errors.BrokerResponseError)
+                                      and not isinstance(error, kafka_errors.RequestTimedOutError))
 
     def close(self, timeout: float) -> None:
         """Flush what is queued and close, waiting at most timeout seconds."""

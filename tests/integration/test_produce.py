@@ -204,6 +204,34 @@ def test_health_against_the_real_broker(live_client):
 
 
 @pytest.mark.own_broker
+def test_a_hung_broker_is_unavailable_never_a_missing_topic(own_broker, live_settings, new_topic):
+    # The metadata request sent when the wait for the topic began times out just as that wait ends, within the
+    # second the service then gives a broker to answer at all: kafka-python's timeout is not the broker's answer.
+    settings = dataclasses.replace(live_settings, request_timeout_ms=2000, delivery_timeout_ms=2000, max_block_ms=2000)
+    topic = new_topic()  # exists, but this producer has never asked for its metadata
+    producer = MessageProducer(settings)
+    try:
+        client = create_app(settings, producer=producer).test_client()
+        with own_broker.paused():
+            started = time.monotonic()
+            response = client.post("/produce", json={"topic": topic, "message": {"n": 0}})
+            assert response.status_code == 503, response.get_json()
+            assert time.monotonic() - started < 2.0 + 1.0 + 1.0
+            assert "Connection timeout" in response.get_json()["detail"]
+            # Now known to be unreachable: the next request answers within the second's check.
+            started = time.monotonic()
+            assert client.post("/produce", json={"topic": topic, "message": {"n": 1}}).status_code == 503
+            assert time.monotonic() - started < 1.5
+        deadline, status = time.monotonic() + 30, None
+        while status != 200 and time.monotonic() < deadline:
+            status = client.post("/produce", json={"topic": topic, "message": {"n": 2}}).status_code
+            assert status in (200, 503)
+        assert status == 200
+    finally:
+        producer.close(2)
+
+
+@pytest.mark.own_broker
 def test_paused_broker_gives_503_health_504_produce_then_recovers(own_broker, live_settings, new_topic, read_topic):
     settings = dataclasses.replace(live_settings, request_timeout_ms=1000, delivery_timeout_ms=2000,
                                    health_timeout_ms=1000)

@@ -18,6 +18,9 @@ from producer_api.kafka_producer import _as_api_error
         (kafka_errors.KafkaConnectionError("down"), 503),
         (kafka_errors.NotLeaderForPartitionError("moved"), 503),
         (kafka_errors.InvalidRecordError("bad"), 502),
+        # kafka-python's wrapping of a producer-id request that timed out: the replaced producer can retry it.
+        (kafka_errors.KafkaError("Could not execute transactional request for unknown reasons: [Error 7] "
+                                 "RequestTimedOutError"), 503),
     ],
 )
 def test_kafka_errors_map_to_statuses(error, status):
