@@ -34,7 +34,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
+            "level": record.levelname,  # upper case, as the guide's `grep ERROR` expects
             "logger": record.name,
             "pid": record.process,
             "message": record.getMessage(),
@@ -234,6 +234,9 @@ def log_access(response: Response, duration_ms: float) -> None:
     }
     if "log_topic" in this_g:
         fields.update(topic=this_g.log_topic, messages=this_g.log_messages)
+    error_kind = this_g.get("error_kind")
+    if error_kind is not None:
+        fields["error"] = error_kind  # why a 4xx or 5xx was answered, as the metrics count it
     api_key = this_g.get("api_key")
     if api_key is not None:
         fields["api_key"] = api_key.name  # the key's name only, never the key

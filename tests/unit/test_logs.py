@@ -46,9 +46,17 @@ def test_each_request_writes_one_access_line_with_its_fields(client, access_line
     assert line["request_id"] == "abc-123.x_y" == response.headers["X-Request-ID"]
     assert (line["method"], line["path"], line["status"]) == ("POST", "/produce", 200)
     assert (line["topic"], line["messages"]) == ("orders", 1)
-    assert line["level"] == "info" and line["logger"] == "producer_api.access" and isinstance(line["pid"], int)
+    assert line["level"] == "INFO" and line["logger"] == "producer_api.access" and isinstance(line["pid"], int)
     assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
     assert "T" in line["time"] and line["time"].endswith("+00:00")
+
+
+def test_an_error_answer_says_its_kind_in_the_access_line(client, access_lines):
+    assert client.post("/produce", data="{not json", content_type="application/json").status_code == 400
+    assert client.post("/produce", json={"topic": "orders", "message": {}}).status_code == 200
+    failed, succeeded = access_lines()
+    assert failed["status"] == 400 and failed["error"] == "InvalidJSON"
+    assert "error" not in succeeded
 
 
 def test_batch_access_line_names_its_topics_and_counts_its_messages(client, access_lines):
@@ -131,7 +139,7 @@ def test_formatter_writes_one_json_object_per_line_with_the_exception():
     line = JsonFormatter().format(record)
     assert "\n" not in line
     entry = json.loads(line)
-    assert entry["message"] == "failed here" and entry["level"] == "error"
+    assert entry["message"] == "failed here" and entry["level"] == "ERROR"
     assert "ValueError: boom" in entry["exception"] and "request_id" not in entry
 
 
