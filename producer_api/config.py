@@ -212,6 +212,12 @@ class Settings:
                 f"flushed before gunicorn kills the worker (got {self.close_timeout_ms} + {longest_request_ms} ms "
                 f"and {self.graceful_timeout} s)"
             )
+        if self.max_pending_messages < self.max_batch_messages:
+            # A batch the pending limit can never hold would be told to retry (429) for ever.
+            raise ConfigError(
+                "PRODUCER_MAX_PENDING_MESSAGES must be at least PRODUCER_MAX_BATCH_MESSAGES, or the largest "
+                f"batches could never be sent (got {self.max_pending_messages} and {self.max_batch_messages})"
+            )
         self._check_security()
 
     def _check_security(self) -> None:

@@ -106,7 +106,7 @@ def test_a_closed_kafka_producer_refuses_at_once(make_client, new_topic, end_off
 
 @pytest.mark.own_broker
 def test_backpressure_answers_429_instead_of_queueing_more(make_client, own_broker, new_topic, read_topic):
-    client, producer = make_client(max_pending_messages=20)
+    client, producer = make_client(max_pending_messages=20, max_batch_messages=20)
     topic = new_topic()
     assert client.post("/produce", json={"topic": topic, "message": {"n": -1}}).status_code == 200
     statuses = []

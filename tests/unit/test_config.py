@@ -71,6 +71,12 @@ def test_the_flush_on_shutdown_keeps_its_time_after_the_longest_request():
     assert Settings.from_env({"KAFKA_DELIVERY_TIMEOUT_MS": "30500", "PRODUCER_GRACEFUL_TIMEOUT": "47"})
 
 
+def test_the_pending_limit_holds_the_largest_batch():
+    with pytest.raises(ConfigError, match="PRODUCER_MAX_PENDING_MESSAGES must be at least PRODUCER_MAX_BATCH_MESSAGES"):
+        Settings.from_env({"PRODUCER_MAX_PENDING_MESSAGES": "5"})
+    assert Settings.from_env({"PRODUCER_MAX_PENDING_MESSAGES": "5", "PRODUCER_MAX_BATCH_MESSAGES": "5"})
+
+
 def test_every_request_wait_is_bounded_below_a_minute():
     assert Settings.from_env({}).produce_timeout_s < 60
 

@@ -457,7 +457,8 @@ def test_the_quick_size_bound_is_never_below_kafka_pythons_estimate(key, value_s
 def unconnected_producer(make_settings):
     """A real MessageProducer whose broker address answers nothing; tests reach its paths without Kafka."""
     producer = MessageProducer(make_settings(bootstrap_servers="127.0.0.1:1", request_timeout_ms=100,
-                                             delivery_timeout_ms=200, max_pending_messages=10))
+                                             delivery_timeout_ms=200, max_pending_messages=10,
+                                             max_batch_messages=10))
     producer._check_destinations = lambda messages, kafka_producer: {"t": {0}}  # no metadata to ask for
     yield producer
     producer.close(0)
