@@ -10,6 +10,7 @@ from gunicorn import glogging
 
 from producer_api import heap, response_send
 from producer_api.balance import ConnectionBalance
+from producer_api.client_timeout import ClientTimeout
 from producer_api.config import ConfigError, Settings
 from producer_api.keepalive import KeepAliveOnThread
 from producer_api.logs import logging_config, skip_unused_record_details
@@ -95,14 +96,17 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Balance connections, keep kept-alive ones on their thread, join headers and body, freeze the heap; log it."""
+    """Balance connections, bound client silence, keep kept-alive ones on their thread, join headers and body,
+    freeze the heap; log it."""
     balanced = connection_balance.join(worker)
+    bounded = ClientTimeout.install(worker, settings.client_timeout_s)
     on_thread = KeepAliveOnThread.install(worker)
     one_send = response_send.install()
     frozen = heap.freeze_startup_objects()  # last: what the lines above made lives as long as the worker
-    worker.log.info("worker %s: serving%s%s%s (%d start-up objects frozen out of full garbage collections)",
+    worker.log.info("worker %s: serving%s%s%s%s (%d start-up objects frozen out of full garbage collections)",
                     worker.pid,
                     " (new connections balanced over workers)" if balanced else "",
+                    f" (clients silent for {settings.client_timeout_s} s mid-request cut off)" if bounded else "",
                     " (a kept-alive connection's next request served on its thread)" if on_thread else "",
                     " (headers and body sent together)" if one_send else "", frozen)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 
 import orjson
-from flask import request
+from flask import current_app, request
 from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import ClientDisconnected
 
-from producer_api.errors import InvalidJSON, InvalidRequest, PayloadTooLarge
+from producer_api.errors import InvalidJSON, InvalidRequest, PayloadTooLarge, RequestTimeout
 
 
 def _refuse_constant(name: str):
@@ -56,9 +58,31 @@ def _parse_canonical(data: bytes):
     return _NOT_CANONICAL
 
 
+def _stop_reading() -> None:
+    """Make the rest of a stalled body read as its end, so that gunicorn closes the connection after the answer."""
+    client = request.environ.get("gunicorn.socket")
+    if client is not None:
+        try:
+            client.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # already closed
+
+
 def read_json():
     """Parse the request body as JSON; the seed's curl examples send no Content-Type, so none is required."""
-    data = request.get_data(cache=False)  # werkzeug answers 413 here when the body is over the limit
+    try:
+        data = request.get_data(cache=False)  # werkzeug answers 413 here when the body is over the limit
+    except ClientDisconnected as error:  # werkzeug's name for any failed read of the body
+        if isinstance(error.__context__, BlockingIOError):  # the receive timeout of producer_api/client_timeout.py
+            _stop_reading()
+            timeout_s = current_app.config["PRODUCER_SETTINGS"].client_timeout_s
+            raise RequestTimeout(f"Request body not received: the client sent nothing for {timeout_s} s "
+                                 "(PRODUCER_CLIENT_TIMEOUT)") from None
+        raise InvalidJSON("Request body not received: the connection failed while it was read") from None
+    expected = request.content_length
+    if expected is not None and len(data) < expected:
+        raise InvalidJSON(f"Request body ended after {len(data)} of the {expected} bytes its Content-Length "
+                          "announced (the client closed the connection?)")
     if not data.strip():
         raise InvalidJSON("Request body is empty: send a JSON document")
     document = _parse_canonical(data)

@@ -162,6 +162,7 @@ class Settings:
     workers: int = field(default=2, metadata={"env": "PRODUCER_WORKERS"})
     threads: int = field(default=16, metadata={"env": "PRODUCER_THREADS"})
     graceful_timeout: int = field(default=30, metadata={"env": "PRODUCER_GRACEFUL_TIMEOUT"})
+    client_timeout_s: int = field(default=10, metadata={"env": "PRODUCER_CLIENT_TIMEOUT"})
     max_body_bytes: int = field(default=5 * 1024 * 1024, metadata={"env": "PRODUCER_MAX_BODY_BYTES"})
     max_batch_messages: int = field(default=5000, metadata={"env": "PRODUCER_MAX_BATCH_MESSAGES"})
     max_pending_messages: int = field(default=20000, metadata={"env": "PRODUCER_MAX_PENDING_MESSAGES"})
@@ -292,6 +293,7 @@ _PARSERS = {
     "workers": lambda name, raw: _integer(name, raw, 1, 64),
     "threads": lambda name, raw: _integer(name, raw, 1, 256),
     "graceful_timeout": lambda name, raw: _integer(name, raw, 1, 600),
+    "client_timeout_s": lambda name, raw: _integer(name, raw, 1, 3600),
     "max_body_bytes": lambda name, raw: _integer(name, raw, 1024),
     "max_batch_messages": lambda name, raw: _integer(name, raw, 1),
     "max_pending_messages": lambda name, raw: _integer(name, raw, 1),

@@ -28,6 +28,12 @@ class InvalidJSON(APIError):
     status = 400
 
 
+class RequestTimeout(APIError):
+    """The client stopped sending its body for longer than PRODUCER_CLIENT_TIMEOUT."""
+
+    status = 408
+
+
 class InvalidRequest(APIError):
     """The body is JSON but breaks the schema; `extra["errors"]` holds the field messages."""
 

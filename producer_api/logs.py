@@ -153,6 +153,20 @@ class ThrottledLog:
         self._logger.error(message, *args)
 
 
+class StalledClientFilter(logging.Filter):
+    """gunicorn's traceback for a connection cut off by its socket timeouts, as one warning line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record when it is that traceback; let every record through."""
+        if (record.msg == "Socket error processing request." and record.exc_info
+                and isinstance(record.exc_info[1], BlockingIOError)):
+            # The receive or send timeout of producer_api/client_timeout.py, not a fault of the service.
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "closed a connection whose client sent or read nothing for too long", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def skip_unused_record_details() -> None:
     """Stop logging from collecting, for every record, what JsonFormatter never writes.
 
@@ -176,13 +190,15 @@ def logging_config(level: str) -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "producer_api.logs.JsonFormatter"}},
+        "filters": {"stalled_clients": {"()": "producer_api.logs.StalledClientFilter"}},
         "handlers": {
             "json_stderr": {"class": "producer_api.logs.BatchingStreamHandler", "formatter": "json",
                             "stream": "ext://sys.stderr"},
         },
         "root": {"level": level, "handlers": ["json_stderr"]},
         "loggers": {
-            "gunicorn.error": {"level": level, "handlers": ["json_stderr"], "propagate": False},
+            "gunicorn.error": {"level": level, "handlers": ["json_stderr"], "propagate": False,
+                               "filters": ["stalled_clients"]},
             "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
             "kafka": {"level": kafka_level},
         },

@@ -14,6 +14,7 @@ ERROR_MEANINGS = {
     403: "Not allowed to write to this topic",
     404: "Topic does not exist, or unknown route",
     405: "Method not allowed",
+    408: "The client stopped sending its body for PRODUCER_CLIENT_TIMEOUT seconds; nothing was written",
     413: "Body, batch or message too large",
     422: "Request does not match the schema, or names a partition the topic does not have",
     429: "Too many messages waiting for Kafka in this worker (see Retry-After)",

@@ -280,3 +280,50 @@ def test_workers_freeze_their_start_up_objects_out_of_full_collections(service):
               re.findall(r"\((\d+) start-up objects frozen out of full garbage collections\)", service.log())]
     assert len(frozen) == 2
     assert min(frozen) > 20000  # about 50,000 here: Flask, marshmallow, kafka-python and the producer
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends on a connection until it closes it (at most 10 s)."""
+    sock.settimeout(10)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_stalled_clients_are_cut_off_and_never_stop_the_service(broker, start_gunicorn, new_topic, end_offsets):
+    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKERS="1", PRODUCER_THREADS="2",
+                             PRODUCER_CLIENT_TIMEOUT="1")
+    address = service.url.removeprefix("http://").split(":")
+    topic = new_topic()
+    body = json.dumps({"topic": topic, "message": {"n": 1}}).encode()
+    head = b"POST /produce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    stalled_headers, stalled_bodies = [], []
+    for _ in range(3):  # three times the threads: each holds one while it stalls
+        stalled_headers.append(socket.create_connection((address[0], int(address[1]))))
+        stalled_headers[-1].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # no blank line: headers unfinished
+        stalled_bodies.append(socket.create_connection((address[0], int(address[1]))))
+        stalled_bodies[-1].sendall(head % len(body) + body[:5])
+    started = time.monotonic()
+    status, _, _ = http("GET", service.url + "/health", timeout=15)
+    assert status == 200 and time.monotonic() - started < 6
+    for sock in stalled_headers:
+        assert read_until_closed(sock) == b""  # closed without an answer: no request was received
+        sock.close()
+    for sock in stalled_bodies:
+        answer = read_until_closed(sock)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        detail = json.loads(answer.split(b"\r\n\r\n", 1)[1])["detail"]
+        assert detail == "Request body not received: the client sent nothing for 1 s (PRODUCER_CLIENT_TIMEOUT)"
+        sock.close()
+    # A client that closes its side mid-body is told so, not that its JSON is bad.
+    with socket.create_connection((address[0], int(address[1]))) as closing:
+        closing.sendall(head % len(body) + body[:5])
+        closing.shutdown(socket.SHUT_WR)
+        answer = read_until_closed(closing)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert f"Request body ended after 5 of the {len(body)} bytes".encode() in answer
+    assert sum(end_offsets(topic).values()) == 0
+    log = service.log()
+    assert "closed a connection whose client sent or read nothing for too long" in log
+    assert "Socket error processing request" not in log

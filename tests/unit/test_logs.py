@@ -14,6 +14,7 @@ from producer_api.config import ApiKey
 from producer_api.errors import KafkaUnavailable
 from producer_api.logs import (
     JsonFormatter,
+    StalledClientFilter,
     ThrottledLog,
     _new_request_id,
     logging_config,
@@ -258,3 +259,25 @@ def test_a_throttled_log_writes_one_line_an_interval_and_then_counts_what_it_lef
     now[0] += 1.0
     throttled.error("message %d failed", 6)
     assert caplog.records[-1].getMessage() == "message 6 failed"
+
+
+def test_a_connection_cut_off_by_its_timeout_is_one_warning_without_a_traceback():
+    try:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    except BlockingIOError:
+        record = logging.getLogger("gunicorn.error").makeRecord(
+            "gunicorn.error", logging.ERROR, "gthread.py", 1, "Socket error processing request.", (), sys.exc_info())
+    assert StalledClientFilter().filter(record) is True
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "WARNING" and "exception" not in entry
+    assert entry["message"] == "closed a connection whose client sent or read nothing for too long"
+
+
+def test_other_socket_errors_keep_their_traceback():
+    try:
+        raise OSError(9, "Bad file descriptor")
+    except OSError:
+        record = logging.getLogger("gunicorn.error").makeRecord(
+            "gunicorn.error", logging.ERROR, "gthread.py", 1, "Socket error processing request.", (), sys.exc_info())
+    StalledClientFilter().filter(record)
+    assert record.levelno == logging.ERROR and record.exc_info is not None
