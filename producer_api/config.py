@@ -155,6 +155,8 @@ class Settings:
     ssl_cafile: str | None = field(default=None, metadata={"env": "KAFKA_SSL_CAFILE"})
     ssl_certfile: str | None = field(default=None, metadata={"env": "KAFKA_SSL_CERTFILE"})
     ssl_keyfile: str | None = field(default=None, metadata={"env": "KAFKA_SSL_KEYFILE"})
+    ssl_key_password: str | None = field(default=None, repr=False, metadata={"env": "KAFKA_SSL_KEY_PASSWORD"})
+    ssl_key_password_file: str | None = field(default=None, metadata={"env": "KAFKA_SSL_KEY_PASSWORD_FILE"})
     ssl_check_hostname: bool = field(default=True, metadata={"env": "KAFKA_SSL_CHECK_HOSTNAME"})
     # HTTP service
     host: str = field(default="0.0.0.0", metadata={"env": "PRODUCER_HOST"})
@@ -192,6 +194,10 @@ class Settings:
         if "sasl_password_file" in values:
             # Read once, here at start-up; the file wins over KAFKA_SASL_PASSWORD.
             values["sasl_password"] = _read_password_file("KAFKA_SASL_PASSWORD_FILE", values["sasl_password_file"])
+        if "ssl_key_password_file" in values:
+            # Read once, here at start-up; the file wins over KAFKA_SSL_KEY_PASSWORD.
+            values["ssl_key_password"] = _read_password_file("KAFKA_SSL_KEY_PASSWORD_FILE",
+                                                             values["ssl_key_password_file"])
         settings = cls(**values)
         settings.check()
         return settings
@@ -226,7 +232,7 @@ class Settings:
         sasl = {"KAFKA_SASL_MECHANISM": self.sasl_mechanism, "KAFKA_SASL_USERNAME": self.sasl_username,
                 "KAFKA_SASL_PASSWORD": self.sasl_password, "KAFKA_SASL_PASSWORD_FILE": self.sasl_password_file}
         tls_files = {"KAFKA_SSL_CAFILE": self.ssl_cafile, "KAFKA_SSL_CERTFILE": self.ssl_certfile,
-                     "KAFKA_SSL_KEYFILE": self.ssl_keyfile}
+                     "KAFKA_SSL_KEYFILE": self.ssl_keyfile, "KAFKA_SSL_KEY_PASSWORD_FILE": self.ssl_key_password_file}
         if protocol.startswith("SASL_"):
             if self.sasl_mechanism is None:
                 raise ConfigError(f"KAFKA_SASL_MECHANISM must be set when KAFKA_SECURITY_PROTOCOL is {protocol} "
@@ -243,12 +249,14 @@ class Settings:
                     raise ConfigError(f"{name} is set but KAFKA_SECURITY_PROTOCOL is {protocol}, which does not use "
                                       "SASL; set KAFKA_SECURITY_PROTOCOL to SASL_PLAINTEXT or SASL_SSL")
         if not protocol.endswith("SSL"):
-            for name, value in tls_files.items():
+            for name, value in {**tls_files, "KAFKA_SSL_KEY_PASSWORD": self.ssl_key_password}.items():
                 if value is not None:
                     raise ConfigError(f"{name} is set but KAFKA_SECURITY_PROTOCOL is {protocol}, which does not use "
                                       "TLS; set KAFKA_SECURITY_PROTOCOL to SSL or SASL_SSL")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ConfigError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE, the certificate it belongs to")
+        if self.ssl_key_password is not None and self.ssl_certfile is None:
+            raise ConfigError("KAFKA_SSL_KEY_PASSWORD is set without KAFKA_SSL_CERTFILE, whose key it decrypts")
         for name, path in {**tls_files, "KAFKA_SASL_PASSWORD_FILE": self.sasl_password_file}.items():
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{name} names {path!r}, which is not a file")
@@ -281,6 +289,8 @@ _PARSERS = {
     "ssl_cafile": lambda name, raw: raw,
     "ssl_certfile": lambda name, raw: raw,
     "ssl_keyfile": lambda name, raw: raw,
+    "ssl_key_password": lambda name, raw: raw,
+    "ssl_key_password_file": lambda name, raw: raw,
     "ssl_check_hostname": _boolean,
     "api_keys": _api_keys,
     "api_keys_file": lambda name, raw: raw,

@@ -375,7 +375,19 @@ def _producer_config(settings: Settings) -> dict:
         for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             if getattr(settings, key) is not None:
                 config[key] = getattr(settings, key)
+        if settings.ssl_certfile is not None:
+            # OpenSSL asks a terminal for the pass phrase of an encrypted key when given none: a worker started
+            # from a shell would wait there for good. A callable answers instead (called only for such a key).
+            config["ssl_password"] = (settings.ssl_key_password if settings.ssl_key_password is not None
+                                      else _no_key_password)
     return config
+
+
+def _no_key_password() -> bytes:
+    """The pass phrase OpenSSL gets for an encrypted key when KAFKA_SSL_KEY_PASSWORD is unset: none."""
+    log.error("KAFKA_SSL_KEYFILE (or KAFKA_SSL_CERTFILE) holds an encrypted private key: set KAFKA_SSL_KEY_PASSWORD "
+              "or KAFKA_SSL_KEY_PASSWORD_FILE")
+    return b""
 
 
 class _CoalescedWakeup:

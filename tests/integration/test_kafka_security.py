@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -24,6 +25,7 @@ PORT = int(os.environ.get("TEST_SECURE_KAFKA_PORT", "19310"))
 USER = "producer-api"
 PASSWORD = "s3cret-producer-pw-7f41c2"
 WRONG_PASSWORD = "not-the-password-0b9e5d"
+KEY_PASSWORD = "client-key-pass-5e0c"
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +207,28 @@ def test_client_certificate_is_presented_when_configured(secure_cluster, secure_
     # prove KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE reach the TLS handshake.
     _, client = secure_app(service_environment(secure_cluster, KAFKA_SSL_CERTFILE=None, KAFKA_SSL_KEYFILE=None))
     assert client.get("/health").status_code == 503
+
+
+def test_an_encrypted_client_key_is_used_with_its_pass_phrase(secure_cluster, secure_topic, secure_app, tmp_path,
+                                                              caplog):
+    encrypted = tmp_path / "client-encrypted.key"
+    subprocess.run(["openssl", "pkey", "-in", str(secure_cluster.client_key_file), "-aes256",
+                    "-passout", f"pass:{KEY_PASSWORD}", "-out", str(encrypted)], check=True, capture_output=True)
+    assert b"ENCRYPTED" in encrypted.read_bytes()
+    password_file = tmp_path / "key-password"
+    password_file.write_text(KEY_PASSWORD + "\n")
+    for given in ({"KAFKA_SSL_KEY_PASSWORD": KEY_PASSWORD}, {"KAFKA_SSL_KEY_PASSWORD_FILE": str(password_file)}):
+        _, client = secure_app(service_environment(secure_cluster, KAFKA_SSL_KEYFILE=str(encrypted), **given))
+        response = client.post("/produce", json={"topic": secure_topic, "message": {"key_given_as": list(given)}})
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        record = read_record(secure_cluster, secure_topic, body["partition"], body["offset"])
+        assert json.loads(record.value)["key_given_as"] == list(given)
+    # Without its pass phrase the key cannot be used: a quick 503, and a line that says what to set.
+    caplog.set_level(logging.ERROR, logger="producer_api.kafka_producer")
+    _, without = secure_app(service_environment(secure_cluster, KAFKA_SSL_KEYFILE=str(encrypted)))
+    started = time.monotonic()
+    assert without.get("/health").status_code == 503
+    assert time.monotonic() - started < 3.0
+    assert "set KAFKA_SSL_KEY_PASSWORD" in caplog.text
+    assert KEY_PASSWORD not in caplog.text

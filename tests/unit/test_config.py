@@ -3,7 +3,7 @@
 import pytest
 
 from producer_api.config import ConfigError, Settings
-from producer_api.kafka_producer import _producer_config
+from producer_api.kafka_producer import _no_key_password, _producer_config
 
 
 def test_defaults_match_the_seed_guide():
@@ -84,6 +84,7 @@ def test_every_request_wait_is_bounded_below_a_minute():
 # --- Kafka connection security ---
 
 PASSWORD = "pw-that-must-never-show-9c2f"
+KEY_PASSWORD = "key-pass-3d9a71"
 
 
 @pytest.fixture
@@ -251,8 +252,29 @@ def test_sasl_ssl_passes_credentials_and_tls_files(tls_files):
     assert {key: value for key, value in config.items() if key.startswith(("security_", "sasl_", "ssl_"))} == {
         "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice",
         "sasl_plain_password": PASSWORD, "ssl_cafile": tls_files["ca"], "ssl_certfile": tls_files["cert"],
-        "ssl_keyfile": tls_files["key"], "ssl_check_hostname": False,
+        "ssl_keyfile": tls_files["key"], "ssl_check_hostname": False, "ssl_password": _no_key_password,
     }
+
+
+def test_an_encrypted_keys_password_reaches_kafka_python_and_is_never_shown(tls_files, tmp_path):
+    settings = Settings.from_env(sasl_ssl_environment(tls_files, KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD))
+    assert _producer_config(settings)["ssl_password"] == KEY_PASSWORD
+    assert KEY_PASSWORD not in repr(settings)
+    password_file = tmp_path / "key.password"
+    password_file.write_text(KEY_PASSWORD + "\n")
+    from_file = Settings.from_env(sasl_ssl_environment(tls_files, KAFKA_SSL_KEY_PASSWORD_FILE=str(password_file)))
+    assert from_file.ssl_key_password == KEY_PASSWORD
+
+
+@pytest.mark.parametrize("overrides", [
+    {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SSL_CAFILE": "", "KAFKA_SSL_CERTFILE": "",
+     "KAFKA_SSL_KEYFILE": ""},  # no TLS at all
+    {"KAFKA_SSL_CERTFILE": "", "KAFKA_SSL_KEYFILE": ""},  # no key to decrypt
+])
+def test_a_key_password_without_a_key_to_decrypt_is_refused(tls_files, overrides):
+    with pytest.raises(ConfigError, match="KAFKA_SSL_KEY_PASSWORD") as raised:
+        Settings.from_env(sasl_ssl_environment(tls_files, KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD, **overrides))
+    assert KEY_PASSWORD not in str(raised.value)
 
 
 def test_sasl_plaintext_passes_no_tls_options():
