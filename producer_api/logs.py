@@ -153,17 +153,20 @@ class ThrottledLog:
         self._logger.error(message, *args)
 
 
-class StalledClientFilter(logging.Filter):
-    """gunicorn's traceback for a connection cut off by its socket timeouts, as one warning line instead."""
+class ClientCausedFilter(logging.Filter):
+    """Lines that libraries log as errors about what a client did, as warnings: `grep ERROR` finds faults only."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record when it is that traceback; let every record through."""
+        """Rewrite such a record; let every record through."""
         if (record.msg == "Socket error processing request." and record.exc_info
                 and isinstance(record.exc_info[1], BlockingIOError)):
-            # The receive or send timeout of producer_api/client_timeout.py, not a fault of the service.
+            # gunicorn's traceback for the receive or send timeout of producer_api/client_timeout.py.
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.msg, record.args = "closed a connection whose client sent or read nothing for too long", ()
             record.exc_info, record.exc_text = None, None
+        elif record.msg == "Topic %s not found in cluster metadata" and record.name == "kafka.cluster":
+            # kafka-python's line for a topic a request named that does not exist (404), or not yet (auto-create).
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 
@@ -190,15 +193,14 @@ def logging_config(level: str) -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "producer_api.logs.JsonFormatter"}},
-        "filters": {"stalled_clients": {"()": "producer_api.logs.StalledClientFilter"}},
+        "filters": {"client_caused": {"()": "producer_api.logs.ClientCausedFilter"}},
         "handlers": {
             "json_stderr": {"class": "producer_api.logs.BatchingStreamHandler", "formatter": "json",
-                            "stream": "ext://sys.stderr"},
+                            "stream": "ext://sys.stderr", "filters": ["client_caused"]},
         },
         "root": {"level": level, "handlers": ["json_stderr"]},
         "loggers": {
-            "gunicorn.error": {"level": level, "handlers": ["json_stderr"], "propagate": False,
-                               "filters": ["stalled_clients"]},
+            "gunicorn.error": {"level": level, "handlers": ["json_stderr"], "propagate": False},
             "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
             "kafka": {"level": kafka_level},
         },

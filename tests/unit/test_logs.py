@@ -13,8 +13,8 @@ from producer_api import create_app
 from producer_api.config import ApiKey
 from producer_api.errors import KafkaUnavailable
 from producer_api.logs import (
+    ClientCausedFilter,
     JsonFormatter,
-    StalledClientFilter,
     ThrottledLog,
     _new_request_id,
     logging_config,
@@ -267,7 +267,7 @@ def test_a_connection_cut_off_by_its_timeout_is_one_warning_without_a_traceback(
     except BlockingIOError:
         record = logging.getLogger("gunicorn.error").makeRecord(
             "gunicorn.error", logging.ERROR, "gthread.py", 1, "Socket error processing request.", (), sys.exc_info())
-    assert StalledClientFilter().filter(record) is True
+    assert ClientCausedFilter().filter(record) is True
     entry = json.loads(JsonFormatter().format(record))
     assert entry["level"] == "WARNING" and "exception" not in entry
     assert entry["message"] == "closed a connection whose client sent or read nothing for too long"
@@ -279,5 +279,18 @@ def test_other_socket_errors_keep_their_traceback():
     except OSError:
         record = logging.getLogger("gunicorn.error").makeRecord(
             "gunicorn.error", logging.ERROR, "gthread.py", 1, "Socket error processing request.", (), sys.exc_info())
-    StalledClientFilter().filter(record)
+    ClientCausedFilter().filter(record)
     assert record.levelno == logging.ERROR and record.exc_info is not None
+
+
+def test_a_topic_a_client_named_that_kafka_does_not_have_is_a_warning():
+    record = logging.getLogger("kafka.cluster").makeRecord(
+        "kafka.cluster", logging.ERROR, "cluster.py", 1, "Topic %s not found in cluster metadata", ("orders",), None)
+    ClientCausedFilter().filter(record)
+    assert record.levelname == "WARNING" and record.getMessage() == "Topic orders not found in cluster metadata"
+
+
+def test_the_handler_applies_the_filter_to_every_logger():
+    config = logging_config("info")
+    assert config["handlers"]["json_stderr"]["filters"] == ["client_caused"]
+    assert config["filters"]["client_caused"] == {"()": "producer_api.logs.ClientCausedFilter"}
