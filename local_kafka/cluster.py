@@ -70,7 +70,7 @@ def fetch_jars(quiet: bool = False) -> Path:
         "mvn", "-q", "-B", "-f", str(POM_FILE), "dependency:copy-dependencies",
         "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = _run(command, timeout_s=1800, what="mvn fetching the Kafka jars")
     if result.returncode != 0:
         tail = (result.stdout + result.stderr)[-3000:]
         raise ClusterError(f"mvn could not fetch the Kafka jars (exit {result.returncode}):\n{tail}")
@@ -79,6 +79,14 @@ def fetch_jars(quiet: bool = False) -> Path:
     staging.rename(LIBS_DIR)
     return LIBS_DIR
 
+
+
+def _run(command: list[str], timeout_s: float, what: str, **options) -> subprocess.CompletedProcess:
+    """Run a tool to completion, its output captured; a tool that hangs past timeout_s is killed and reported."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, **options)
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"{what} did not finish within {timeout_s:g} s and was stopped") from None
 
 # --- the Kafka wire protocol, just enough for a readiness check and leader lookup (Metadata v4) ---
 
@@ -200,22 +208,27 @@ class Node:
 
     @property
     def config_file(self) -> Path:
+        """The node's server.properties."""
         return self.directory / "server.properties"
 
     @property
     def data_dir(self) -> Path:
+        """Where the node keeps its log segments and KRaft metadata."""
         return self.directory / "data"
 
     @property
     def log_dir(self) -> Path:
+        """Where the node's own application logs go."""
         return self.directory / "logs"
 
     @property
     def pid_file(self) -> Path:
+        """The file holding the node's process id while it runs."""
         return self.directory / "kafka.pid"
 
     @property
     def bootstrap(self) -> str:
+        """The node's client address, as clients name it."""
         return f"localhost:{self.broker_port}"
 
     @property
@@ -396,7 +409,7 @@ class Cluster:
         staging.mkdir(parents=True, mode=0o700)
 
         def openssl(*args: str) -> None:
-            result = subprocess.run(["openssl", *args], cwd=staging, capture_output=True, text=True)
+            result = _run(["openssl", *args], timeout_s=60, what=f"openssl {args[0]}", cwd=staging)
             if result.returncode != 0:
                 raise ClusterError(f"openssl {args[0]} failed:\n{result.stdout}{result.stderr}")
 
@@ -458,10 +471,10 @@ class Cluster:
             for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
             for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
         ]
-        result = subprocess.run(
+        result = _run(
             self._classpath_command("kafka.tools.StorageTool", "format", "-t", self._cluster_id(),
                                     "-c", str(node.config_file), "--ignore-formatted", *scram),
-            capture_output=True, text=True,
+            timeout_s=180, what=f"formatting node {node.node_id}",
         )
         if result.returncode != 0:
             raise ClusterError(f"formatting node {node.node_id} failed:\n{result.stdout}{result.stderr}")
@@ -487,8 +500,10 @@ class Cluster:
         # Launched through a shell that exits at once, so the broker is nobody's child: it outlives the
         # command that started it, and stopping it never depends on who started it.
         launcher = 'setsid "$@" >>"$0" 2>&1 </dev/null & echo $!'
-        result = subprocess.run(["sh", "-c", launcher, str(node.log_dir / "stdout.log"), *command],
-                                capture_output=True, text=True, check=True)
+        result = _run(["sh", "-c", launcher, str(node.log_dir / "stdout.log"), *command], timeout_s=30,
+                      what=f"launching node {node.node_id}")
+        if result.returncode != 0:
+            raise ClusterError(f"launching node {node.node_id} failed:\n{result.stdout}{result.stderr}")
         node.pid_file.write_text(result.stdout.strip())
         return True
 

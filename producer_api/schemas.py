@@ -9,6 +9,7 @@ class WholeMatch(validate.Regexp):
     """A Regexp validator that the whole value must match (re.match lets "name\\n" through a pattern ending in $)."""
 
     def __call__(self, value):
+        """Return the value if the whole of it matches, else raise marshmallow's ValidationError."""
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value

@@ -1,8 +1,12 @@
 """The local cluster's configuration, without starting it: the default stays PLAINTEXT, sasl_ssl adds listeners."""
 
+import time
+
 import pytest
 
 from local_kafka import Cluster
+from local_kafka import cluster as cluster_module
+from local_kafka.cluster import ClusterError
 
 
 def properties(cluster: Cluster, node: int = 1) -> dict[str, str]:
@@ -58,3 +62,10 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch):
     ids = iter([uuid.UUID(bytes=bytes([0xF8]) + bytes(15)), uuid.UUID(bytes=bytes([0x10]) + bytes(15))])
     monkeypatch.setattr(cluster.uuid, "uuid4", lambda: next(ids))
     assert cluster.new_cluster_id() == "EAAAAAAAAAAAAAAAAAAAAA"
+
+
+def test_a_tool_that_hangs_is_stopped_and_reported():
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match=r"^sleeping did not finish within 0.2 s and was stopped$"):
+        cluster_module._run(["sleep", "30"], timeout_s=0.2, what="sleeping")
+    assert time.monotonic() - started < 5
