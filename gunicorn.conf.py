@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gunicorn import glogging
 
-from producer_api import heap, response_send
+from producer_api import gunicorn_http, heap, response_send
 from producer_api.balance import ConnectionBalance
 from producer_api.client_timeout import ClientTimeout
 from producer_api.config import ConfigError, Settings
@@ -102,13 +102,15 @@ def post_worker_init(worker):
     bounded = ClientTimeout.install(worker, settings.client_timeout_s)
     on_thread = KeepAliveOnThread.install(worker)
     one_send = response_send.install()
+    json_errors = gunicorn_http.install()
     frozen = heap.freeze_startup_objects()  # last: what the lines above made lives as long as the worker
-    worker.log.info("worker %s: serving%s%s%s%s (%d start-up objects frozen out of full garbage collections)",
+    worker.log.info("worker %s: serving%s%s%s%s%s (%d start-up objects frozen out of full garbage collections)",
                     worker.pid,
                     " (new connections balanced over workers)" if balanced else "",
                     f" (clients silent for {settings.client_timeout_s} s mid-request cut off)" if bounded else "",
                     " (a kept-alive connection's next request served on its thread)" if on_thread else "",
-                    " (headers and body sent together)" if one_send else "", frozen)
+                    " (headers and body sent together)" if one_send else "",
+                    " (gunicorn's own errors as JSON)" if json_errors else "", frozen)
 
 
 def pre_request(worker, req):

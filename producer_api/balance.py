@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
+import struct
+import termios
 import time
 
 # How long a busier worker leaves a waiting connection to a less busy one before it takes it anyway, and how
@@ -156,6 +159,8 @@ class ConnectionBalance:
             return False
         if getattr(req, "version", (1, 1)) >= (2, 0) or req.should_close():
             return False  # HTTP/2 multiplexes on its one connection; a closing one moves anyway
+        if _client_sent_more(req):
+            return False  # closing would drop the requests pipelined behind this one, unanswered
         self._last_shed[slot] = now
         req.force_close()
         return True
@@ -192,3 +197,17 @@ class ConnectionBalance:
             if count < least_busy or (count == least_busy and other_starting):
                 least_busy, starting = count, other_starting
         return least_busy, starting
+
+
+def _client_sent_more(req) -> bool:
+    """Whether the client has sent more than this request and its body (pipelined requests); True if unknown."""
+    body_left = getattr(getattr(getattr(req, "body", None), "reader", None), "length", None)
+    unreader = getattr(req, "unreader", None)
+    if body_left is None or unreader is None:
+        return True  # a chunked body, or not gunicorn's request: its end cannot be told from here
+    try:
+        buffered = len(unreader.buf.getvalue())
+        unread = struct.unpack("i", fcntl.ioctl(unreader.sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+    except (AttributeError, OSError, ValueError):
+        return True
+    return buffered + unread > body_left

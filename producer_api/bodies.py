@@ -8,10 +8,18 @@ import socket
 
 import orjson
 from flask import current_app, request
+from gunicorn.http.errors import ParseException
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import ClientDisconnected
 
-from producer_api.errors import InvalidJSON, InvalidRequest, PayloadTooLarge, RequestTimeout
+from producer_api.errors import (
+    APIError,
+    InvalidJSON,
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 
 
 def _refuse_constant(name: str):
@@ -68,21 +76,52 @@ def _stop_reading() -> None:
             pass  # already closed
 
 
+def _read_body() -> bytes:
+    """The whole request body, or the API error that says why it cannot be had (the connection is then closed)."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported: send the body uncompressed")
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    expected = request.content_length
+    try:
+        if expected is not None:
+            data = request.get_data(cache=False)  # werkzeug answers 413 before reading a body announced too large
+        else:
+            # Chunked: werkzeug would stop at the limit without a word, and a document cut there may still parse.
+            data = request.environ["wsgi.input"].read(limit + 1)
+    except ClientDisconnected as error:  # werkzeug's name for a read that failed
+        raise _unreadable(error.__context__) from None
+    except (OSError, ValueError, ParseException) as error:  # gunicorn's own: a bad chunk, a broken connection
+        raise _unreadable(error) from None
+    if expected is None and len(data) > limit:
+        raise _closing(PayloadTooLarge(f"Request body too large: the limit is {limit} bytes"))
+    if expected is not None and len(data) < expected:
+        raise _closing(InvalidJSON(f"Request body ended after {len(data)} of the {expected} bytes its "
+                                   "Content-Length announced (the client closed the connection?)"))
+    return data
+
+
+def _unreadable(cause: BaseException | None) -> APIError:
+    """The error for a body that could not be read: the client went silent, broke the connection or the chunks."""
+    if isinstance(cause, BlockingIOError):  # the receive timeout of producer_api/client_timeout.py
+        _stop_reading()
+        timeout_s = current_app.config["PRODUCER_SETTINGS"].client_timeout_s
+        return _closing(RequestTimeout(f"Request body not received: the client sent nothing for {timeout_s} s "
+                                       "(PRODUCER_CLIENT_TIMEOUT)"))
+    if isinstance(cause, ParseException):
+        return _closing(InvalidJSON(f"Request body could not be read: its chunked encoding is malformed ({cause})"))
+    return _closing(InvalidJSON("Request body not received: the connection failed while it was read"))
+
+
+def _closing(error: APIError) -> APIError:
+    """Mark an error whose answer must close the connection: what is left of the body there cannot be trusted."""
+    error.close_connection = True
+    return error
+
+
 def read_json():
     """Parse the request body as JSON; the seed's curl examples send no Content-Type, so none is required."""
-    try:
-        data = request.get_data(cache=False)  # werkzeug answers 413 here when the body is over the limit
-    except ClientDisconnected as error:  # werkzeug's name for any failed read of the body
-        if isinstance(error.__context__, BlockingIOError):  # the receive timeout of producer_api/client_timeout.py
-            _stop_reading()
-            timeout_s = current_app.config["PRODUCER_SETTINGS"].client_timeout_s
-            raise RequestTimeout(f"Request body not received: the client sent nothing for {timeout_s} s "
-                                 "(PRODUCER_CLIENT_TIMEOUT)") from None
-        raise InvalidJSON("Request body not received: the connection failed while it was read") from None
-    expected = request.content_length
-    if expected is not None and len(data) < expected:
-        raise InvalidJSON(f"Request body ended after {len(data)} of the {expected} bytes its Content-Length "
-                          "announced (the client closed the connection?)")
+    data = _read_body()
     if not data.strip():
         raise InvalidJSON("Request body is empty: send a JSON document")
     document = _parse_canonical(data)

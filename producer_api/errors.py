@@ -15,6 +15,7 @@ class APIError(Exception):
 
     status = 500
     retry_after: int | None = None
+    close_connection = False  # True: the answer closes the connection (an unread or untrusted body is left on it)
 
     def __init__(self, detail: str, extra: dict | None = None):
         super().__init__(detail)
@@ -32,6 +33,12 @@ class RequestTimeout(APIError):
     """The client stopped sending its body for longer than PRODUCER_CLIENT_TIMEOUT."""
 
     status = 408
+
+
+class UnsupportedMediaType(APIError):
+    """The body is compressed (Content-Encoding), which the service does not read."""
+
+    status = 415
 
 
 class InvalidRequest(APIError):
@@ -123,6 +130,8 @@ def _handle_api_error(error: APIError):
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="producer-api"'
+    if error.close_connection:
+        headers["Connection"] = "close"  # honoured by producer_api/gunicorn_http.py
     if error.status >= 500:
         log.warning("answered %d: %s", error.status, error.detail)
     return error_response(error.status, error.detail, error.extra, headers)
@@ -134,6 +143,8 @@ def _handle_http_exception(error: HTTPException):
     if error.code == 413:
         detail = f"Request body too large: the limit is {current_app.config['MAX_CONTENT_LENGTH']} bytes"
     response = error_response(error.code or 500, detail)
+    if error.code == 413:
+        response.headers["Connection"] = "close"  # refused before reading: the body is still on the connection
     if error.code == 405 and error.valid_methods:
         response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
     return response

@@ -16,6 +16,7 @@ ERROR_MEANINGS = {
     405: "Method not allowed",
     408: "The client stopped sending its body for PRODUCER_CLIENT_TIMEOUT seconds; nothing was written",
     413: "Body, batch or message too large",
+    415: "Compressed body (Content-Encoding): send it uncompressed",
     422: "Request does not match the schema, or names a partition the topic does not have",
     429: "Too many messages waiting for Kafka in this worker (see Retry-After)",
     502: "Kafka refused the message",

@@ -18,7 +18,7 @@ from producer_api.schemas import (
 
 bp = Blueprint("produce", __name__)
 
-PRODUCE_ERRORS = (400, 401, 403, 404, 408, 413, 422, 429, 502, 503, 504)
+PRODUCE_ERRORS = (400, 401, 403, 404, 408, 413, 415, 422, 429, 502, 503, 504)
 
 # Built once: a marshmallow schema keeps no state between loads, and building one costs more than a load.
 PRODUCE_REQUEST = ProduceRequestSchema()

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import time
 from http.client import HTTPConnection
 from pathlib import Path
@@ -327,3 +328,64 @@ def test_stalled_clients_are_cut_off_and_never_stop_the_service(broker, start_gu
     log = service.log()
     assert "closed a connection whose client sent or read nothing for too long" in log
     assert "Socket error processing request" not in log
+
+
+def raw_exchange(url: str, request: bytes) -> tuple[int, dict, bytes, bool]:
+    """Send raw bytes, read one response; returns status, headers (lower-case names), body, and whether the
+    server closed the connection after it."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed without an answer: {received!r}"
+            received += chunk
+        head, body = received.split(b"\r\n\r\n", 1)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in header_lines)}
+        while len(body) < int(headers.get("content-length", 0)):
+            body += sock.recv(65536)
+        sock.settimeout(2)
+        try:
+            closed = sock.recv(1) == b""
+        except (TimeoutError, ConnectionResetError):
+            closed = isinstance(sys.exc_info()[1], ConnectionResetError)
+        return int(status_line.split()[1]), headers, body, closed
+
+
+def chunked(body: bytes, size: int = 1000) -> bytes:
+    """A body in HTTP/1.1 chunked encoding."""
+    pieces = [body[start:start + size] for start in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+
+
+def test_bodies_and_requests_gunicorn_or_werkzeug_would_mishandle(broker, start_gunicorn, new_topic, end_offsets,
+                                                                 read_topic):
+    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_MAX_BODY_BYTES="4096")
+    topic = new_topic()
+    document = json.dumps({"topic": topic, "message": {"n": 1}}).encode()
+    post = b"POST /produce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    cases = {
+        # A document that parses within the limit, and more past it: werkzeug alone stopped at the limit (200).
+        "chunked over the limit": (post + b"Transfer-Encoding: chunked\r\n\r\n"
+                                   + chunked(document + b" " * 5000 + b"garbage"), 413, True),
+        "a malformed chunk": (post + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400, True),
+        "over the limit by Content-Length": (post + b"Content-Length: 5000\r\n\r\n" + b" " * 5000, 413, True),
+        "a compressed body": (post + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+                              % (len(document), document), 415, False),
+        # Refused by gunicorn before the app sees them: an HTML page before.
+        "a header over gunicorn's limit": (post + b"X-Big: " + b"a" * 9000 + b"\r\nContent-Length: 0\r\n\r\n",
+                                           431, True),
+        "a URI over gunicorn's limit": (b"GET /health?" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, True),
+        "a Content-Length that is no number": (post + b"Content-Length: abc\r\n\r\n", 400, True),
+    }
+    for name, (request, status, closes) in cases.items():
+        got, headers, body, closed = raw_exchange(service.url, request)
+        assert (got, headers["content-type"]) == (status, "application/json"), (name, got, body[:300])
+        assert json.loads(body)["detail"], name
+        assert closed is closes and (headers.get("connection") == "close") is closes, (name, headers)
+    got, _, body, closed = raw_exchange(service.url, post + b"Transfer-Encoding: chunked\r\n\r\n"
+                                        + chunked(document, size=7))
+    assert got == 200 and not closed, body
+    assert [json.loads(record.value)["n"] for record in read_topic(topic, 1)] == [1]  # and nothing else

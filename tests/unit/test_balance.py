@@ -1,5 +1,7 @@
 """A busier gthread worker leaves new connections to a less busy one, but not for long."""
 
+import io
+import socket
 import time
 from types import SimpleNamespace
 
@@ -38,12 +40,25 @@ class FakeWorker:
         self.waits.append(timeout)
 
 
-class FakeRequest:
-    """The parts of gunicorn's parsed request the balance reads and sets: its version and whether it closes."""
+# A connection on which the client sent nothing more: what FakeRequest reads by default.
+QUIET_CONNECTION, _QUIET_CLIENT = socket.socketpair()
 
-    def __init__(self, version=(1, 1), closing=False):
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_the_quiet_connection():
+    yield
+    QUIET_CONNECTION.close()
+    _QUIET_CLIENT.close()
+
+
+class FakeRequest:
+    """The parts of gunicorn's parsed request the balance reads and sets: version, closing, what follows it."""
+
+    def __init__(self, version=(1, 1), closing=False, buffered=b"", sock=QUIET_CONNECTION, body_left=0):
         self.version = version
         self.must_close = closing
+        self.unreader = SimpleNamespace(sock=sock, buf=io.BytesIO(buffered))
+        self.body = SimpleNamespace(reader=SimpleNamespace(length=body_left))
 
     def should_close(self):
         return self.must_close
@@ -212,6 +227,27 @@ def test_a_worker_holding_too_many_more_closes_a_kept_alive_connection_after_its
     request = FakeRequest()
     assert shared.shed_if_busier(busy, request)
     assert request.must_close  # gunicorn answers it with "Connection: close"; the client reconnects
+
+
+@pytest.mark.parametrize("where", ["read by gunicorn", "still in the socket"])
+def test_a_connection_with_pipelined_requests_is_not_closed(shed_at_once, where):
+    shared = ConnectionBalance(2)
+    busy, _idle = joined(shared), joined(shared)
+    busy.nr_conns = 8
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        body, pipelined = b'{"topic":"t","message":{}}', b"POST /produce HTTP/1.1\r\n"
+        if where == "read by gunicorn":
+            request = FakeRequest(buffered=body + pipelined, sock=server_side, body_left=len(body))
+        else:
+            client_side.sendall(body + pipelined)
+            request = FakeRequest(sock=server_side, body_left=len(body))
+        assert not shared.shed_if_busier(busy, request) and not request.must_close
+        # Only its own body waiting: it can close after its answer.
+        if where == "still in the socket":
+            server_side.recv(len(body) + len(pipelined))
+        alone = FakeRequest(buffered=body, sock=server_side, body_left=len(body))
+        assert shared.shed_if_busier(busy, alone) and alone.must_close
 
 
 def test_connections_move_one_at_a_time(shed_at_once, monkeypatch):

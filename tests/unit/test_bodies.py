@@ -97,3 +97,18 @@ def test_generated_documents_read_alike_whichever_way_they_are_written(app, monk
         assert expected == ("document", document) or expected[0] == "error"
         fast_paths += bodies._parse_canonical(data) is not bodies._NOT_CANONICAL
     assert fast_paths > 100  # the comparison covered the orjson path, not only the standard one
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate"])
+def test_a_compressed_body_is_415_and_sends_nothing(client, producer, encoding):
+    response = client.post("/produce", data=b'{"topic": "t", "message": {}}',
+                           headers={"Content-Encoding": encoding, "Content-Type": "application/json"})
+    assert response.status_code == 415
+    detail = f"Content-Encoding '{encoding}' is not supported: send the body uncompressed"
+    assert response.get_json()["detail"] == detail
+    assert producer.sent == []
+
+
+def test_identity_encoding_is_read_as_no_encoding(client, producer):
+    response = client.post("/produce", data=b'{"topic": "t", "message": {}}', headers={"Content-Encoding": "identity"})
+    assert response.status_code == 200 and len(producer.sent) == 1
