@@ -35,9 +35,11 @@ serve() {
         fi
     fi
     # Not exec: the EXIT trap must run after gunicorn stops, to stop the broker this script started. Ctrl-C
-    # and SIGTERM both become gunicorn's graceful shutdown: in-flight requests finish, producers flush.
+    # and SIGTERM both become gunicorn's graceful shutdown: in-flight requests finish, producers flush. gunicorn
+    # runs in a session of its own, so the terminal's Ctrl-C reaches only this script: sent to gunicorn too, it
+    # would be SIGINT, gunicorn's quick shutdown, which fails the requests still waiting on Kafka.
     local status=0 gunicorn_pid
-    .venv/bin/gunicorn -c gunicorn.conf.py wsgi:app &
+    setsid .venv/bin/gunicorn -c gunicorn.conf.py wsgi:app &
     gunicorn_pid=$!
     trap "kill -TERM $gunicorn_pid 2>/dev/null" INT TERM
     while kill -0 "$gunicorn_pid" 2>/dev/null; do
