@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Mapping
@@ -9,6 +10,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+# The module kafka-python imports for a codec, and the package that provides it; gzip is in the standard library.
+_COMPRESSION_PACKAGES = {
+    "snappy": ("snappy", "python-snappy"),
+    "lz4": ("lz4", "lz4"),
+    "zstd": ("zstandard", "zstandard"),
+}
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -219,6 +226,19 @@ class Settings:
                 f"flushed before gunicorn kills the worker (got {self.close_timeout_ms} + {longest_request_ms} ms "
                 f"and {self.graceful_timeout} s)"
             )
+        for name, protected in (("PRODUCER_PROTECT_DOCS", self.protect_docs),
+                                ("PRODUCER_PROTECT_METRICS", self.protect_metrics)):
+            if protected and not self.api_keys:
+                raise ConfigError(f"{name} is true but no API key is configured (PRODUCER_API_KEYS or "
+                                  "PRODUCER_API_KEYS_FILE), so it would protect nothing")
+        if not self.topic_allow:
+            raise ConfigError("PRODUCER_TOPIC_ALLOW names no topic pattern, so every topic would be refused "
+                              "(leave it unset to allow all: *)")
+        package = _COMPRESSION_PACKAGES.get(self.compression_type)
+        if package is not None and importlib.util.find_spec(package[0]) is None:
+            raise ConfigError(f"KAFKA_COMPRESSION_TYPE {self.compression_type} needs the Python package "
+                              f"{package[1]}, which is not installed (pip install {package[1]} into the service's "
+                              "environment, or choose none or gzip)")
         if self.max_pending_messages < self.max_batch_messages:
             # A batch the pending limit can never hold would be told to retry (429) for ever.
             raise ConfigError(

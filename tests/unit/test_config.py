@@ -1,5 +1,7 @@
 """Settings come only from the environment and bad values are named."""
 
+import importlib.util
+
 import pytest
 
 from producer_api.config import ConfigError, Settings
@@ -69,6 +71,34 @@ def test_the_flush_on_shutdown_keeps_its_time_after_the_longest_request():
     with pytest.raises(ConfigError, match=r"10000 \+ 36500 ms and 30 s"):
         Settings.from_env({"KAFKA_DELIVERY_TIMEOUT_MS": "30500"})
     assert Settings.from_env({"KAFKA_DELIVERY_TIMEOUT_MS": "30500", "PRODUCER_GRACEFUL_TIMEOUT": "47"})
+
+
+def test_docs_or_metrics_protected_without_any_key_is_refused():
+    for name in ("PRODUCER_PROTECT_DOCS", "PRODUCER_PROTECT_METRICS"):
+        with pytest.raises(ConfigError, match=f"^{name} is true but no API key is configured"):
+            Settings.from_env({name: "true"})
+        assert Settings.from_env({name: "true", "PRODUCER_API_KEYS": '[{"name": "ops", "key": "k-1234567890abcdef"}]'})
+
+
+def test_an_allow_list_without_a_pattern_is_refused():
+    with pytest.raises(ConfigError, match="PRODUCER_TOPIC_ALLOW names no topic pattern"):
+        Settings.from_env({"PRODUCER_TOPIC_ALLOW": " , ,"})
+
+
+@pytest.mark.parametrize(("codec", "module", "package"), [("snappy", "snappy", "python-snappy"), ("lz4", "lz4", "lz4"),
+                                                          ("zstd", "zstandard", "zstandard")])
+def test_a_codec_whose_package_is_missing_is_refused_at_start(monkeypatch, codec, module, package):
+    installed = {}
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return installed.get(name) if name == module else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ConfigError, match=f"KAFKA_COMPRESSION_TYPE {codec} needs the Python package {package}"):
+        Settings.from_env({"KAFKA_COMPRESSION_TYPE": codec})
+    installed[module] = object()  # once installed: accepted
+    assert Settings.from_env({"KAFKA_COMPRESSION_TYPE": codec}).compression_type == codec
 
 
 def test_the_pending_limit_holds_the_largest_batch():
