@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 
 from flask import Flask, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
+
+from producer_api.logs import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +136,10 @@ def _handle_api_error(error: APIError):
     if error.close_connection:
         headers["Connection"] = "close"  # honoured by producer_api/gunicorn_http.py
     if error.status >= 500:
-        log.warning("answered %d: %s", error.status, error.detail)
+        # Nothing was written, or maybe not: an operator's business. An outage fails every request, so the line
+        # is written at most once a second for each status, with a count of the others.
+        current_app.extensions["server_error_logs"][error.status].error("answered %d: %s", error.status,
+                                                                        error.detail)
     return error_response(error.status, error.detail, error.extra, headers)
 
 
@@ -159,6 +165,7 @@ def _handle_unexpected(error: Exception):
 
 def register_error_handlers(app: Flask) -> None:
     """Answer every error, expected or not, as JSON with a `detail`."""
+    app.extensions["server_error_logs"] = collections.defaultdict(lambda: ThrottledLog(log))
     app.register_error_handler(APIError, _handle_api_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -171,6 +171,36 @@ class ClientCausedFilter(logging.Filter):
         return True
 
 
+class RepeatedKafkaLineFilter(logging.Filter):
+    """kafka-python's warnings and errors at most once an interval for each kind of line; the next says how many
+    were left out. With the broker down it logs every reconnection attempt: 117 error lines in 30 s seen."""
+
+    def __init__(self, interval_s: float = 10.0, clock=time.monotonic):
+        super().__init__()
+        self._interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_line_at: dict[tuple[str, str], float] = {}  # one entry per kind of line: a bounded set
+        self._left_out: collections.Counter = collections.Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Let the record through unless a line of its kind from kafka-python went out less than an interval ago."""
+        if record.levelno < logging.WARNING or not record.name.startswith("kafka"):
+            return True
+        kind = (record.name, str(record.msg))
+        now = self._clock()
+        with self._lock:
+            if now < self._next_line_at.get(kind, float("-inf")):
+                self._left_out[kind] += 1
+                return False
+            self._next_line_at[kind] = now + self._interval_s
+            left_out = self._left_out.pop(kind, 0)
+        if left_out:
+            record.msg = f"{record.getMessage()} (and {left_out} more such lines in the {self._interval_s:g} s before)"
+            record.args = ()
+        return True
+
+
 def skip_unused_record_details() -> None:
     """Stop logging from collecting, for every record, what JsonFormatter never writes.
 
@@ -194,10 +224,11 @@ def logging_config(level: str) -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "producer_api.logs.JsonFormatter"}},
-        "filters": {"client_caused": {"()": "producer_api.logs.ClientCausedFilter"}},
+        "filters": {"client_caused": {"()": "producer_api.logs.ClientCausedFilter"},
+                    "repeated_kafka_lines": {"()": "producer_api.logs.RepeatedKafkaLineFilter"}},
         "handlers": {
             "json_stderr": {"class": "producer_api.logs.BatchingStreamHandler", "formatter": "json",
-                            "stream": "ext://sys.stderr", "filters": ["client_caused"]},
+                            "stream": "ext://sys.stderr", "filters": ["client_caused", "repeated_kafka_lines"]},
         },
         "root": {"level": level, "handlers": ["json_stderr"]},
         "loggers": {

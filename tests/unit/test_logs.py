@@ -15,6 +15,7 @@ from producer_api.errors import KafkaUnavailable
 from producer_api.logs import (
     ClientCausedFilter,
     JsonFormatter,
+    RepeatedKafkaLineFilter,
     ThrottledLog,
     _new_request_id,
     logging_config,
@@ -292,5 +293,33 @@ def test_a_topic_a_client_named_that_kafka_does_not_have_is_a_warning():
 
 def test_the_handler_applies_the_filter_to_every_logger():
     config = logging_config("info")
-    assert config["handlers"]["json_stderr"]["filters"] == ["client_caused"]
+    assert config["handlers"]["json_stderr"]["filters"] == ["client_caused", "repeated_kafka_lines"]
     assert config["filters"]["client_caused"] == {"()": "producer_api.logs.ClientCausedFilter"}
+
+
+def test_kafka_pythons_repeated_lines_go_out_once_an_interval_with_a_count():
+    now = [0.0]
+    repeated = RepeatedKafkaLineFilter(interval_s=10.0, clock=lambda: now[0])
+
+    def line(name, level, message, *args):
+        record = logging.getLogger(name).makeRecord(name, level, "x.py", 1, message, args, None)
+        return record.getMessage() if repeated.filter(record) else None
+
+    refused = "Connection failed: %s"
+    assert line("kafka.net.manager", logging.ERROR, refused, "ECONNREFUSED") == "Connection failed: ECONNREFUSED"
+    assert [line("kafka.net.manager", logging.ERROR, refused, "ECONNREFUSED") for _ in range(5)] == [None] * 5
+    assert line("kafka.cluster", logging.ERROR, "Metadata refresh: failed %s", "x")  # another kind: its own turn
+    assert line("kafka.net.manager", logging.INFO, refused, "e")  # below warning: never held back
+    assert line("producer_api.errors", logging.ERROR, "answered %d", 503)  # not kafka-python's
+    now[0] = 10.0
+    assert line("kafka.net.manager", logging.ERROR, refused, "ECONNREFUSED") == (
+        "Connection failed: ECONNREFUSED (and 5 more such lines in the 10 s before)")
+
+
+def test_server_error_answers_are_error_lines_at_most_once_a_second_for_each_status(client, producer, caplog):
+    caplog.set_level(logging.WARNING, logger="producer_api.errors")
+    producer.raise_before_send = KafkaUnavailable("Failed to produce message: down")
+    for _ in range(3):
+        assert client.post("/produce", json={"topic": "t", "message": {}}).status_code == 503
+    [line] = [record for record in caplog.records if record.name == "producer_api.errors"]
+    assert line.levelname == "ERROR" and line.getMessage() == "answered 503: Failed to produce message: down"
