@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, g
 
 from producer_api import __version__
-from producer_api.errors import ProducerNotInitialized
+from producer_api.errors import KafkaUnavailable, ProducerNotInitialized
 from producer_api.kafka_producer import current_producer
 from producer_api.messages import iso_utc
 from producer_api.openapi import describe
@@ -38,4 +38,7 @@ def health():
         connected = False
     body = {"status": "healthy" if connected else "unhealthy", "timestamp": iso_utc(time.time()),
             "kafka_connected": connected}
-    return body, 200 if connected else 503
+    if not connected:
+        g.error_kind = "Unhealthy"  # its own kind in producer_errors_total and the access line, not a bare "503"
+        return body, 503, {"Retry-After": str(KafkaUnavailable.retry_after)}
+    return body, 200

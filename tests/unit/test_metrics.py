@@ -206,3 +206,11 @@ def test_multiprocess_mode_sums_every_process_and_keeps_dead_ones_counters(tmp_p
     requests = json.dumps({"endpoint": "/produce", "method": "POST", "status": "200"}, sort_keys=True)
     assert samples[("producer_http_requests_total", requests)] == 12
     assert len(list(tmp_path.glob("counter_*.db"))) == 3
+
+
+def test_an_unhealthy_answer_is_counted_as_its_own_kind(client, producer):
+    producer.connected = False
+    before = value("producer_errors_total", kind="Unhealthy")
+    assert client.get("/health").status_code == 503
+    assert value("producer_errors_total", kind="Unhealthy") == before + 1
+    assert value("producer_errors_total", kind="503") == 0.0

@@ -25,6 +25,7 @@ def test_health_when_kafka_does_not_answer(client, producer):
     assert response.status_code == 503
     assert response.get_json()["status"] == "unhealthy"
     assert response.get_json()["kafka_connected"] is False
+    assert response.headers["Retry-After"] == "5"  # as a produce request's 503 says
 
 
 def test_unknown_route_is_json_404(client):
