@@ -1,5 +1,6 @@
 """gunicorn settings for the producer API; every value comes from producer_api.config (the environment)."""
 
+import atexit
 import os
 import shutil
 import sys
@@ -72,6 +73,8 @@ def on_starting(server):
     if directory is None:
         directory = tempfile.mkdtemp(prefix="producer-api-metrics-")  # mode 0700
         Path(directory, _OWN_METRICS_DIR_MARK).touch()
+        # on_exit does not run when start-up fails after this hook (the port in use, a worker that cannot boot).
+        atexit.register(_remove_own_metrics_dir, directory, os.getpid())
     else:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     for stale in Path(directory).glob("*.db"):  # counters of an earlier run
@@ -137,5 +140,11 @@ def child_exit(server, worker):
 def on_exit(server):
     """Remove the metrics directory if on_starting made it."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory and Path(directory, _OWN_METRICS_DIR_MARK).exists():
+    if directory:
+        _remove_own_metrics_dir(directory, os.getpid())
+
+
+def _remove_own_metrics_dir(directory: str, master_pid: int) -> None:
+    """Remove the metrics directory on_starting made, from the master only (workers inherit its exit handlers)."""
+    if os.getpid() == master_pid and Path(directory, _OWN_METRICS_DIR_MARK).exists():
         shutil.rmtree(directory, ignore_errors=True)

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 from http.client import HTTPConnection
@@ -389,3 +390,17 @@ def test_bodies_and_requests_gunicorn_or_werkzeug_would_mishandle(broker, start_
                                         + chunked(document, size=7))
     assert got == 200 and not closed, body
     assert [json.loads(record.value)["n"] for record in read_topic(topic, 1)] == [1]  # and nothing else
+
+
+def test_a_start_that_fails_leaves_no_metrics_directory_behind(broker, tmp_path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    environment = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "PRODUCER_HOST": "127.0.0.1",
+                   "PRODUCER_PORT": str(taken.getsockname()[1]), "TMPDIR": str(tmp_path)}
+    with taken:
+        result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                                cwd=Path(__file__).resolve().parents[2], env=environment, capture_output=True,
+                                text=True, timeout=60)
+    assert result.returncode != 0 and "Connection in use" in result.stderr + result.stdout
+    assert list(tmp_path.glob("producer-api-metrics-*")) == []
