@@ -257,6 +257,23 @@ class Node:
             return None  # the pid was reused by some other process
         return pid
 
+    @property
+    def start_offset_file(self) -> Path:
+        """Where the size of server.log before the node's last start is kept, to find what that start logged."""
+        return self.directory / "server.log.start-offset"
+
+    def first_error_of_last_start(self) -> str | None:
+        """The first ERROR or FATAL line the node logged since it was last started (the cause of a failed start)."""
+        log = self.log_dir / "server.log"
+        try:
+            offset = int(self.start_offset_file.read_text())
+            with log.open("rb") as server_log:
+                server_log.seek(offset)
+                logged = server_log.read().decode(errors="replace")
+        except (OSError, ValueError):
+            return None
+        return next((line for line in logged.splitlines() if "] ERROR " in line or "] FATAL " in line), None)
+
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the node's server log and console output."""
         parts = []
@@ -491,6 +508,8 @@ class Cluster:
                 )
         fetch_jars()
         self._format(node)
+        server_log = node.log_dir / "server.log"
+        node.start_offset_file.write_text(str(server_log.stat().st_size if server_log.is_file() else 0))
         command = [
             self._java(), f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true", f"-Dkafka.logs.dir={node.log_dir}",
@@ -531,8 +550,10 @@ class Cluster:
                 time.sleep(0.5)  # a second look, so a process caught mid-exec is not taken for a dead one
                 dead = [node for node in dead if node.pid() is None]
             if dead:
+                cause = dead[0].first_error_of_last_start()
                 raise ClusterError(
-                    f"Kafka node {dead[0].node_id} exited during start-up:\n{dead[0].log_tail()}"
+                    f"Kafka node {dead[0].node_id} exited during start-up"
+                    + (f": {cause}" if cause else "") + f"\n{dead[0].log_tail()}"
                 )
             try:
                 seen = [set(fetch_metadata(HOST, node.plaintext_port).brokers) for node in expected]

@@ -6,7 +6,7 @@ import pytest
 
 from local_kafka import Cluster
 from local_kafka import cluster as cluster_module
-from local_kafka.cluster import ClusterError
+from local_kafka.cluster import ClusterError, Node
 
 
 def properties(cluster: Cluster, node: int = 1) -> dict[str, str]:
@@ -69,3 +69,18 @@ def test_a_tool_that_hangs_is_stopped_and_reported():
     with pytest.raises(ClusterError, match=r"^sleeping did not finish within 0.2 s and was stopped$"):
         cluster_module._run(["sleep", "30"], timeout_s=0.2, what="sleeping")
     assert time.monotonic() - started < 5
+
+
+def test_a_failed_start_is_told_by_the_first_error_it_logged(tmp_path):
+    node = Node(node_id=1, broker_port=19594, controller_port=19595, directory=tmp_path)
+    node.log_dir.mkdir()
+    server_log = node.log_dir / "server.log"
+    server_log.write_text("[2026-12-03 10:00:00,000] ERROR an error of an earlier run (kafka.Kafka$)\n")
+    node.start_offset_file.write_text(str(server_log.stat().st_size))  # what start_node records before launching
+    with server_log.open("a") as log:
+        log.write("[2026-12-03 11:00:00,000] INFO starting (kafka.server.KafkaRaftServer)\n"
+                  "[2026-12-03 11:00:01,000] ERROR [SocketServer listenerType=CONTROLLER, nodeId=1] Unable to start "
+                  "acceptor for ListenerName(CONTROLLER): Socket server failed to bind to 127.0.0.1:19595: Address "
+                  "already in use. (kafka.network.SocketServer)\n"
+                  "[2026-12-03 11:00:01,100] ERROR shutdown noise (kafka.server.BrokerServer)\n")
+    assert "failed to bind to 127.0.0.1:19595: Address already in use" in node.first_error_of_last_start()
