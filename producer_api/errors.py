@@ -112,6 +112,10 @@ class KafkaRejected(APIError):
     status = 502
 
 
+class KafkaNotReached(KafkaUnavailable):
+    """A message's delivery timeout passed before it was ever sent to a broker: certainly not written."""
+
+
 class ProducerNotInitialized(KafkaUnavailable):
     """This worker has no Kafka producer (it is starting or shutting down)."""
 

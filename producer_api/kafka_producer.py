@@ -28,6 +28,7 @@ from producer_api.config import Settings
 from producer_api.errors import (
     APIError,
     DeliveryTimeout,
+    KafkaNotReached,
     KafkaRejected,
     KafkaUnavailable,
     PayloadTooLarge,
@@ -155,12 +156,18 @@ class _RecordSlot:
     tells each record through rebind() (pinned version).
     """
 
-    __slots__ = ("produce_future", "index", "on_settled")
+    __slots__ = ("produce_future", "index", "on_settled", "first_batch")
 
-    def __init__(self, produce_future, index: int):
-        self.produce_future = produce_future
+    def __init__(self, batch: ProducerBatch, index: int):
+        self.produce_future = batch.produce_future
         self.index = index
         self.on_settled = None  # called once the record's batch completes, if set (see settle_later)
+        self.first_batch = batch  # kept through a split: the batch that went to a broker, if any did
+
+    @property
+    def never_sent(self) -> bool:
+        """True while no produce request has carried the record: then it is certainly not written."""
+        return self.first_batch.drained is None  # set when kafka-python's sender takes the batch into a request
 
     def rebind(self, produce_future, index: int) -> None:
         """Follow the record into the smaller batch kafka-python split it into (called in its I/O thread)."""
@@ -283,7 +290,7 @@ def _append_to_batch(batch: ProducerBatch, message: OutgoingMessage, now: float)
     if size > batch.max_record_size:
         batch.max_record_size = size
     batch.last_append = now
-    slot = _RecordSlot(batch.produce_future, offset)
+    slot = _RecordSlot(batch, offset)
     batch._record_futures.append(slot)  # where kafka-python finds the records to rebind when it splits the batch
     return slot
 
@@ -786,7 +793,7 @@ class MessageProducer:
             self._unreachable = False
 
     def _note_outcome(self, producer: KafkaProducer, deliveries: list[Delivery]) -> None:
-        if any(isinstance(delivery.error, DeliveryTimeout) for delivery in deliveries):
+        if any(isinstance(delivery.error, (DeliveryTimeout, KafkaNotReached)) for delivery in deliveries):
             # The next request asks Kafka before queueing (_refuse_while_unreachable); asking here would keep
             # this request up to a second past its delivery timeout.
             self._unreachable = True
@@ -817,9 +824,15 @@ class MessageProducer:
         if isinstance(outcome, Exception):
             return self._failed(message, outcome)
         if not outcome.wait(deadline):
-            return self._failed(message, kafka_errors.KafkaTimeoutError(
-                f"Timeout after waiting for {self._settings.delivery_timeout_ms / 1000 + 0.25:g} secs."))
-        offset = outcome.outcome()
+            offset = kafka_errors.KafkaTimeoutError(
+                f"Timeout after waiting for {self._settings.delivery_timeout_ms / 1000 + 0.25:g} secs.")
+        else:
+            offset = outcome.outcome()
+        if isinstance(offset, kafka_errors.KafkaTimeoutError) and outcome.never_sent:
+            # No broker connection the whole time (refused, say): not "may or may not", but certainly not written.
+            return Delivery(message, error=KafkaNotReached(
+                f"Failed to produce message: No broker took the message within {self._settings.delivery_timeout_ms} "
+                f"ms (KAFKA_DELIVERY_TIMEOUT_MS): Kafka is unreachable, nothing was written"))
         if isinstance(offset, Exception):
             return self._failed(message, offset)
         return Delivery(message, outcome.produce_future.topic_partition.partition, offset)

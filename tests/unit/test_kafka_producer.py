@@ -529,3 +529,18 @@ def test_ending_a_transaction_waits_no_longer_than_its_timeout(commit):
         _end_transaction(producer, commit=commit, timeout_s=0.1)
     assert 0.09 <= time.monotonic() - started < 2
     assert producer._sender.wakeups == 1
+
+
+@pytest.mark.parametrize("sent", [False, True])
+def test_a_record_that_timed_out_unsent_is_certainly_not_written(unconnected_producer, sent):
+    from producer_api.errors import DeliveryTimeout, KafkaNotReached
+
+    [slot] = FakeProducer().append(1)
+    if sent:
+        slot.first_batch.drained = time.monotonic()  # what kafka-python's sender sets when a request carries it
+    delivery = unconnected_producer._await(one_message(), slot, deadline=time.monotonic() + 0.05)
+    if sent:  # a broker may have written it before the answer was lost
+        assert isinstance(delivery.error, DeliveryTimeout) and "may or may not" in delivery.error.detail
+    else:
+        assert isinstance(delivery.error, KafkaNotReached) and delivery.error.status == 503
+        assert "nothing was written" in delivery.error.detail
