@@ -52,6 +52,15 @@ def _boolean(name: str, raw: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _pem_head(path: str) -> str:
+    """The text of a PEM file, enough of it to find its first markers; empty if it cannot be read as text."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as pem:
+            return pem.read(1 << 20)
+    except OSError:
+        return ""
+
+
 def _read_password_file(name: str, path: str) -> str:
     """The secret held in a file (one trailing newline ignored); the error names the file, never its content."""
     try:
@@ -280,6 +289,13 @@ class Settings:
         for name, path in {**tls_files, "KAFKA_SASL_PASSWORD_FILE": self.sasl_password_file}.items():
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{name} names {path!r}, which is not a file")
+        # What OpenSSL would refuse at every connection attempt, refused once here with the variable named.
+        for name, path, marker in (("KAFKA_SSL_CAFILE", self.ssl_cafile, "CERTIFICATE-----"),
+                                   ("KAFKA_SSL_CERTFILE", self.ssl_certfile, "CERTIFICATE-----"),
+                                   ("KAFKA_SSL_KEYFILE", self.ssl_keyfile, "PRIVATE KEY-----")):
+            if path is not None and marker not in _pem_head(path):
+                raise ConfigError(f"{name} names {path!r}, which holds no PEM {marker.removesuffix('-----').lower()} "
+                                  f"(a file starting with -----BEGIN ...{marker})")
 
     @property
     def produce_timeout_s(self) -> float:

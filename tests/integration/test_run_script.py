@@ -53,3 +53,14 @@ def test_ctrl_c_lets_requests_waiting_on_kafka_finish(own_broker, new_topic, rea
             os.killpg(script.pid, signal.SIGTERM)
             script.wait(timeout=40)
         log.close()
+
+
+@pytest.mark.parametrize("port", ["abc", "65535"])
+def test_a_local_kafka_port_that_is_no_port_is_refused_in_one_line(port):
+    environment = {name: value for name, value in os.environ.items() if name != "KAFKA_BOOTSTRAP_SERVERS"}
+    result = subprocess.run(["./run.sh"], cwd=REPO_DIR, env={**environment, "LOCAL_KAFKA_PORT": port},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"run.sh: LOCAL_KAFKA_PORT must be a port number from 1 to 65534 (its controller takes the next one), "
+        f"got '{port}'")

@@ -119,10 +119,10 @@ KEY_PASSWORD = "key-pass-3d9a71"
 
 @pytest.fixture
 def tls_files(tmp_path):
-    """Stand-in CA, certificate and key files (only their existence is checked at start-up)."""
+    """Stand-in CA, certificate and key files (start-up checks only that they exist and what PEM they hold)."""
     paths = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
-    for path in paths.values():
-        path.write_text("-----BEGIN CERTIFICATE-----\n")
+    for name, path in paths.items():
+        path.write_text("-----BEGIN PRIVATE KEY-----\n" if name == "key" else "-----BEGIN CERTIFICATE-----\n")
     return {name: str(path) for name, path in paths.items()}
 
 
@@ -294,6 +294,13 @@ def test_an_encrypted_keys_password_reaches_kafka_python_and_is_never_shown(tls_
     password_file.write_text(KEY_PASSWORD + "\n")
     from_file = Settings.from_env(sasl_ssl_environment(tls_files, KAFKA_SSL_KEY_PASSWORD_FILE=str(password_file)))
     assert from_file.ssl_key_password == KEY_PASSWORD
+
+
+@pytest.mark.parametrize(("variable", "file"), [("KAFKA_SSL_CAFILE", "key"), ("KAFKA_SSL_CERTFILE", "key"),
+                                                ("KAFKA_SSL_KEYFILE", "ca")])
+def test_a_tls_file_that_holds_the_wrong_pem_is_refused_at_start(tls_files, variable, file):
+    with pytest.raises(ConfigError, match=f"^{variable} names .* which holds no PEM"):
+        Settings.from_env(sasl_ssl_environment(tls_files, **{variable: tls_files[file]}))
 
 
 @pytest.mark.parametrize("overrides", [
