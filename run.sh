@@ -23,12 +23,12 @@ ensure_venv() {  # $1: requirements file to install
 }
 
 serve() {
-    ensure_venv requirements.txt
     local kafka_port=${LOCAL_KAFKA_PORT:-9092} started_kafka=0
     if ! [[ "$kafka_port" =~ ^[0-9]+$ ]] || [ "$kafka_port" -lt 1 ] || [ "$kafka_port" -gt 65534 ]; then
         echo "run.sh: LOCAL_KAFKA_PORT must be a port number from 1 to 65534 (its controller takes the next one), got '$kafka_port'" >&2
         exit 1
     fi
+    ensure_venv requirements.txt
     if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
         .venv/bin/python -m local_kafka status --port "$kafka_port" >/dev/null || started_kafka=1
         .venv/bin/python -m local_kafka start --port "$kafka_port"

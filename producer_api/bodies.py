@@ -80,7 +80,8 @@ def _read_body() -> bytes:
     """The whole request body, or the API error that says why it cannot be had (the connection is then closed)."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity"):
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported: send the body uncompressed")
+        raise _closing(UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported: send the body "
+                                            "uncompressed"))
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     expected = request.content_length
     try:

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+# How long a stopping gthread worker (gunicorn 27) still answers requests on its kept-alive connections.
+_STOP_KEEPALIVE_LINGER_S = 2.0
 # The module kafka-python imports for a codec, and the package that provides it; gzip is in the standard library.
 _COMPRESSION_PACKAGES = {
-    "snappy": ("snappy", "python-snappy"),
-    "lz4": ("lz4", "lz4"),
-    "zstd": ("zstandard", "zstandard"),
+    "snappy": (("snappy",), "python-snappy"),
+    "lz4": (("lz4", "lz4f", "lz4framed"), "lz4"),  # kafka-python takes any of the three
+    "zstd": (("zstandard",), "zstandard"),
 }
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -226,14 +228,15 @@ class Settings:
                 f"({self.request_timeout_ms + self.linger_ms}), got {self.delivery_timeout_ms}"
             )
         # On SIGTERM a worker first lets its requests finish, then flushes, all within the graceful timeout, after
-        # which gunicorn kills it: a request still waiting on Kafka must leave the flush its whole timeout.
-        longest_request_ms = round(self.produce_timeout_s * 1000)
-        if self.close_timeout_ms + longest_request_ms >= self.graceful_timeout * 1000:
+        # which gunicorn kills it: a request still waiting on Kafka, or a client still silent, must leave the flush
+        # its whole timeout.
+        drain_ms = round(max(self.longest_request_s, self.client_timeout_s + _STOP_KEEPALIVE_LINGER_S) * 1000)
+        if self.close_timeout_ms + drain_ms >= self.graceful_timeout * 1000:
             raise ConfigError(
-                "KAFKA_CLOSE_TIMEOUT_MS plus the longest a request waits for Kafka (KAFKA_MAX_BLOCK_MS + "
-                "KAFKA_DELIVERY_TIMEOUT_MS + 1000) must be below PRODUCER_GRACEFUL_TIMEOUT, so that the producer is "
-                f"flushed before gunicorn kills the worker (got {self.close_timeout_ms} + {longest_request_ms} ms "
-                f"and {self.graceful_timeout} s)"
+                "KAFKA_CLOSE_TIMEOUT_MS plus the longest a stopping worker waits for its requests (KAFKA_MAX_BLOCK_MS "
+                "+ KAFKA_DELIVERY_TIMEOUT_MS + 4250 ms, or PRODUCER_CLIENT_TIMEOUT + 2 s) must be below "
+                "PRODUCER_GRACEFUL_TIMEOUT, so that the producer is flushed before gunicorn kills the worker (got "
+                f"{self.close_timeout_ms} + {drain_ms} ms and {self.graceful_timeout} s)"
             )
         for name, protected in (("PRODUCER_PROTECT_DOCS", self.protect_docs),
                                 ("PRODUCER_PROTECT_METRICS", self.protect_metrics)):
@@ -244,7 +247,7 @@ class Settings:
             raise ConfigError("PRODUCER_TOPIC_ALLOW names no topic pattern, so every topic would be refused "
                               "(leave it unset to allow all: *)")
         package = _COMPRESSION_PACKAGES.get(self.compression_type)
-        if package is not None and importlib.util.find_spec(package[0]) is None:
+        if package is not None and not any(importlib.util.find_spec(module) for module in package[0]):
             raise ConfigError(f"KAFKA_COMPRESSION_TYPE {self.compression_type} needs the Python package "
                               f"{package[1]}, which is not installed (pip install {package[1]} into the service's "
                               "environment, or choose none or gzip)")
@@ -296,6 +299,16 @@ class Settings:
             if path is not None and marker not in _pem_head(path):
                 raise ConfigError(f"{name} names {path!r}, which holds no PEM {marker.removesuffix('-----').lower()} "
                                   f"(a file starting with -----BEGIN ...{marker})")
+
+    @property
+    def longest_request_s(self) -> float:
+        """The longest a single or batch produce request can take once a stopping worker has stopped accepting.
+
+        Up to the keep-alive linger of a stopping gthread worker to arrive, a second's check that Kafka answers,
+        the wait for metadata, another second's check, then the delivery timeout and its margin. An atomic batch can
+        take longer (its transaction's start, commit and abort each wait too).
+        """
+        return _STOP_KEEPALIVE_LINGER_S + 1.0 + self.max_block_ms / 1000 + 1.0 + self.delivery_timeout_ms / 1000 + 0.25
 
     @property
     def produce_timeout_s(self) -> float:

@@ -42,6 +42,8 @@ from producer_api.logs import ThrottledLog
 from producer_api.messages import OutgoingMessage
 
 log = logging.getLogger(__name__)
+# kafka-python builds a TLS context, and so asks for the key's pass phrase, at every connection attempt.
+_KEY_PASSWORD_LOG = ThrottledLog(log, interval_s=60.0)
 
 if hasattr(selectors, "EpollSelector"):
     from producer_api.selector import DeferredUnregisterSelector as _IOSelector
@@ -166,7 +168,7 @@ class _RecordSlot:
 
     @property
     def never_sent(self) -> bool:
-        """True while no produce request has carried the record: then it is certainly not written."""
+        """True while no produce request has carried the record (not yet: a queued batch may still be sent)."""
         return self.first_batch.drained is None  # set when kafka-python's sender takes the batch into a request
 
     def rebind(self, produce_future, index: int) -> None:
@@ -392,8 +394,8 @@ def _producer_config(settings: Settings) -> dict:
 
 def _no_key_password() -> bytes:
     """The pass phrase OpenSSL gets for an encrypted key when KAFKA_SSL_KEY_PASSWORD is unset: none."""
-    log.error("KAFKA_SSL_KEYFILE (or KAFKA_SSL_CERTFILE) holds an encrypted private key: set KAFKA_SSL_KEY_PASSWORD "
-              "or KAFKA_SSL_KEY_PASSWORD_FILE")
+    _KEY_PASSWORD_LOG.error("KAFKA_SSL_KEYFILE (or KAFKA_SSL_CERTFILE) holds an encrypted private key: "
+                            "set KAFKA_SSL_KEY_PASSWORD or KAFKA_SSL_KEY_PASSWORD_FILE")
     return b""
 
 
@@ -635,7 +637,8 @@ class MessageProducer:
         self._check_destinations(messages, self._producer)
         self._reserve(len(messages))
         try:
-            if not self._transaction_lock.acquire(timeout=self._settings.produce_timeout_s):
+            # Waiting for another transaction to end is bounded like waiting for a topic's metadata.
+            if not self._transaction_lock.acquire(timeout=self._settings.max_block_ms / 1000):
                 raise KafkaUnavailable("Failed to produce batch: another transaction of this worker is still running")
             try:
                 return self._run_transaction(messages)
@@ -824,12 +827,13 @@ class MessageProducer:
         if isinstance(outcome, Exception):
             return self._failed(message, outcome)
         if not outcome.wait(deadline):
-            offset = kafka_errors.KafkaTimeoutError(
-                f"Timeout after waiting for {self._settings.delivery_timeout_ms / 1000 + 0.25:g} secs.")
-        else:
-            offset = outcome.outcome()
+            # Still queued, so it may yet be sent (a producer waiting for its producer id holds batches unexpired).
+            return self._failed(message, kafka_errors.KafkaTimeoutError(
+                f"Timeout after waiting for {self._settings.delivery_timeout_ms / 1000 + 0.25:g} secs."))
+        offset = outcome.outcome()
         if isinstance(offset, kafka_errors.KafkaTimeoutError) and outcome.never_sent:
-            # No broker connection the whole time (refused, say): not "may or may not", but certainly not written.
+            # kafka-python expired the batch, which takes it out of its queue, before any produce request carried
+            # it (no broker connection the whole time, refused, say): not "may or may not", certainly not written.
             return Delivery(message, error=KafkaNotReached(
                 f"Failed to produce message: No broker took the message within {self._settings.delivery_timeout_ms} "
                 f"ms (KAFKA_DELIVERY_TIMEOUT_MS): Kafka is unreachable, nothing was written"))

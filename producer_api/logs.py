@@ -175,30 +175,44 @@ class RepeatedKafkaLineFilter(logging.Filter):
     """kafka-python's warnings and errors at most once an interval for each kind of line; the next says how many
     were left out. With the broker down it logs every reconnection attempt: 117 error lines in 30 s seen."""
 
+    MOST_KINDS = 256  # kinds remembered at once; past it those whose interval is over are forgotten
+
     def __init__(self, interval_s: float = 10.0, clock=time.monotonic):
         super().__init__()
         self._interval_s = interval_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._next_line_at: dict[tuple[str, str], float] = {}  # one entry per kind of line: a bounded set
+        self._next_line_at: dict[tuple[str, str], float] = {}
         self._left_out: collections.Counter = collections.Counter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Let the record through unless a line of its kind from kafka-python went out less than an interval ago."""
         if record.levelno < logging.WARNING or not record.name.startswith("kafka"):
             return True
-        kind = (record.name, str(record.msg))
+        # kafka-python formats some lines itself (addresses, backoffs, durations): numbers do not make a new kind.
+        kind = (record.name, _NUMBERS.sub("#", str(record.msg)))
         now = self._clock()
         with self._lock:
             if now < self._next_line_at.get(kind, float("-inf")):
                 self._left_out[kind] += 1
                 return False
+            if len(self._next_line_at) >= self.MOST_KINDS:
+                self._forget_kinds_due(now)
             self._next_line_at[kind] = now + self._interval_s
             left_out = self._left_out.pop(kind, 0)
         if left_out:
-            record.msg = f"{record.getMessage()} (and {left_out} more such lines in the {self._interval_s:g} s before)"
+            record.msg = f"{record.getMessage()} (and {left_out} more such lines since the last one)"
             record.args = ()
         return True
+
+    def _forget_kinds_due(self, now: float) -> None:
+        due = [kind for kind, next_line_at in self._next_line_at.items() if next_line_at <= now]
+        for kind in due or list(self._next_line_at):
+            del self._next_line_at[kind]
+            self._left_out.pop(kind, None)
+
+
+_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
 
 
 def skip_unused_record_details() -> None:

@@ -221,7 +221,7 @@ def test_a_hung_broker_is_unavailable_never_a_missing_topic(own_broker, live_set
             # Now known to be unreachable: the next request answers within the second's check.
             started = time.monotonic()
             assert client.post("/produce", json={"topic": topic, "message": {"n": 1}}).status_code == 503
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < 2.5
         deadline, status = time.monotonic() + 30, None
         while status != 200 and time.monotonic() < deadline:
             status = client.post("/produce", json={"topic": topic, "message": {"n": 2}}).status_code

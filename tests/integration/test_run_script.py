@@ -39,7 +39,7 @@ def test_ctrl_c_lets_requests_waiting_on_kafka_finish(own_broker, new_topic, rea
                 for n in range(4)]
             for sender in senders:
                 sender.start()
-            time.sleep(1.0)  # the requests now wait for Kafka
+            time.sleep(2.0)  # the requests now wait for Kafka (until the delivery timeout, 9.5 s)
             os.killpg(script.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
             time.sleep(1.0)
         for sender in senders:

@@ -66,11 +66,15 @@ def test_close_timeout_must_fit_in_the_graceful_timeout():
 
 
 def test_the_flush_on_shutdown_keeps_its_time_after_the_longest_request():
-    # Defaults: 10 s of flush after a request of at most 5 + 9.5 + 1 s fits in 30 s.
+    # Defaults: 10 s of flush after a request of at most 2 + 1 + 5 + 1 + 9.5 + 0.25 s fits in 30 s.
     assert Settings.from_env({}).graceful_timeout == 30
-    with pytest.raises(ConfigError, match=r"10000 \+ 36500 ms and 30 s"):
+    assert Settings.from_env({}).longest_request_s == 18.75
+    with pytest.raises(ConfigError, match=r"10000 \+ 39750 ms and 30 s"):
         Settings.from_env({"KAFKA_DELIVERY_TIMEOUT_MS": "30500"})
-    assert Settings.from_env({"KAFKA_DELIVERY_TIMEOUT_MS": "30500", "PRODUCER_GRACEFUL_TIMEOUT": "47"})
+    assert Settings.from_env({"KAFKA_DELIVERY_TIMEOUT_MS": "30500", "PRODUCER_GRACEFUL_TIMEOUT": "50"})
+    # A stopping worker also waits for a silent client, up to PRODUCER_CLIENT_TIMEOUT.
+    with pytest.raises(ConfigError, match=r"10000 \+ 27000 ms and 30 s"):
+        Settings.from_env({"PRODUCER_CLIENT_TIMEOUT": "25"})
 
 
 def test_docs_or_metrics_protected_without_any_key_is_refused():

@@ -478,7 +478,8 @@ def test_a_failed_fire_and_forget_message_is_counted_logged_and_a_stuck_producer
     error = KafkaTimeoutError("Expiring 1 record(s) for t-0") if expired else MessageSizeTooLargeError("too big")
     outcome.failure(error)  # as kafka-python's I/O thread completes it
     assert unconnected_producer.queued_failures == 1 and unconnected_producer.pending == 0
-    assert caplog.records[-1].getMessage() == f"queued message for topic t was not delivered: {error}"
+    [line] = [record for record in caplog.records if record.name == "producer_api.kafka_producer"]
+    assert line.getMessage() == f"queued message for topic t was not delivered: {error}"
     unconnected_producer._replace_if_stuck()  # what the next request does first
     # A batch that expired leaves kafka-python's idempotent producer without a producer id for good.
     assert (unconnected_producer._producer is not sent_to) is expired
@@ -531,16 +532,21 @@ def test_ending_a_transaction_waits_no_longer_than_its_timeout(commit):
     assert producer._sender.wakeups == 1
 
 
-@pytest.mark.parametrize("sent", [False, True])
-def test_a_record_that_timed_out_unsent_is_certainly_not_written(unconnected_producer, sent):
+@pytest.mark.parametrize(("sent", "expired"), [(False, True), (True, True), (False, False)])
+def test_only_a_record_expired_unsent_is_certainly_not_written(unconnected_producer, sent, expired):
     from producer_api.errors import DeliveryTimeout, KafkaNotReached
 
-    [slot] = FakeProducer().append(1)
+    producer = FakeProducer()
+    [slot] = producer.append(1)
+    [batch] = producer.batches()
     if sent:
-        slot.first_batch.drained = time.monotonic()  # what kafka-python's sender sets when a request carries it
+        batch.drained = time.monotonic()  # what kafka-python's sender sets when a produce request takes the batch
+    if expired:  # kafka-python's expiry, which also takes the batch out of its queue
+        expiry = KafkaTimeoutError("Expiring 1 record(s)")
+        batch.complete_exceptionally(expiry, lambda index: expiry)  # as the sender completes an expired batch
     delivery = unconnected_producer._await(one_message(), slot, deadline=time.monotonic() + 0.05)
-    if sent:  # a broker may have written it before the answer was lost
-        assert isinstance(delivery.error, DeliveryTimeout) and "may or may not" in delivery.error.detail
-    else:
+    if expired and not sent:
         assert isinstance(delivery.error, KafkaNotReached) and delivery.error.status == 503
         assert "nothing was written" in delivery.error.detail
+    else:  # sent, a broker may have written it; still queued, it may yet be sent
+        assert isinstance(delivery.error, DeliveryTimeout) and "may or may not" in delivery.error.detail

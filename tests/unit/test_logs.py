@@ -313,7 +313,23 @@ def test_kafka_pythons_repeated_lines_go_out_once_an_interval_with_a_count():
     assert line("producer_api.errors", logging.ERROR, "answered %d", 503)  # not kafka-python's
     now[0] = 10.0
     assert line("kafka.net.manager", logging.ERROR, refused, "ECONNREFUSED") == (
-        "Connection failed: ECONNREFUSED (and 5 more such lines in the 10 s before)")
+        "Connection failed: ECONNREFUSED (and 5 more such lines since the last one)")
+
+
+def test_lines_kafka_python_formats_itself_are_one_kind_and_the_kinds_stay_few():
+    now = [0.0]
+    repeated = RepeatedKafkaLineFilter(interval_s=10.0, clock=lambda: now[0])
+
+    def passes(message):
+        record = logging.getLogger("kafka.net").makeRecord("kafka.net", logging.WARNING, "x.py", 1, message, (), None)
+        return repeated.filter(record)
+
+    assert passes("Task <Task at 0x7f3a2c> ran for 0.123s")
+    assert not passes("Task <Task at 0x7f9b10> ran for 0.305s")  # the same kind, other numbers
+    for n in range(1000):  # 1000 kinds that differ in words, within one interval: never more than MOST_KINDS kept
+        now[0] += 0.001
+        assert passes(f"kind {chr(97 + n % 26)}{chr(97 + n // 26 % 26)}{chr(97 + n // 676)} of line")
+        assert len(repeated._next_line_at) <= RepeatedKafkaLineFilter.MOST_KINDS
 
 
 def test_server_error_answers_are_error_lines_at_most_once_a_second_for_each_status(client, producer, caplog):
