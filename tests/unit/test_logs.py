@@ -262,12 +262,17 @@ def test_a_throttled_log_writes_one_line_an_interval_and_then_counts_what_it_lef
     assert caplog.records[-1].getMessage() == "message 6 failed"
 
 
-def test_a_connection_cut_off_by_its_timeout_is_one_warning_without_a_traceback():
+def gunicorn_socket_error(error: OSError) -> logging.LogRecord:
+    """The record gunicorn's gthread worker logs (with log.exception) when a connection's socket fails."""
     try:
-        raise BlockingIOError(11, "Resource temporarily unavailable")
-    except BlockingIOError:
-        record = logging.getLogger("gunicorn.error").makeRecord(
+        raise error
+    except OSError:
+        return logging.getLogger("gunicorn.error").makeRecord(
             "gunicorn.error", logging.ERROR, "gthread.py", 1, "Socket error processing request.", (), sys.exc_info())
+
+
+def test_a_connection_cut_off_by_its_timeout_is_one_warning_without_a_traceback():
+    record = gunicorn_socket_error(BlockingIOError(11, "Resource temporarily unavailable"))
     assert ClientCausedFilter().filter(record) is True
     entry = json.loads(JsonFormatter().format(record))
     assert entry["level"] == "WARNING" and "exception" not in entry
@@ -275,11 +280,7 @@ def test_a_connection_cut_off_by_its_timeout_is_one_warning_without_a_traceback(
 
 
 def test_other_socket_errors_keep_their_traceback():
-    try:
-        raise OSError(9, "Bad file descriptor")
-    except OSError:
-        record = logging.getLogger("gunicorn.error").makeRecord(
-            "gunicorn.error", logging.ERROR, "gthread.py", 1, "Socket error processing request.", (), sys.exc_info())
+    record = gunicorn_socket_error(OSError(9, "Bad file descriptor"))
     ClientCausedFilter().filter(record)
     assert record.levelno == logging.ERROR and record.exc_info is not None
 
