@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 
 import orjson
 from flask import current_app, request
@@ -66,16 +65,6 @@ def _parse_canonical(data: bytes):
     return _NOT_CANONICAL
 
 
-def _stop_reading() -> None:
-    """Make the rest of a stalled body read as its end, so that gunicorn closes the connection after the answer."""
-    client = request.environ.get("gunicorn.socket")
-    if client is not None:
-        try:
-            client.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass  # already closed
-
-
 def _read_body() -> bytes:
     """The whole request body, or the API error that says why it cannot be had (the connection is then closed)."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
@@ -105,7 +94,6 @@ def _read_body() -> bytes:
 def _unreadable(cause: BaseException | None) -> APIError:
     """The error for a body that could not be read: the client went silent, broke the connection or the chunks."""
     if isinstance(cause, BlockingIOError):  # the receive timeout of producer_api/client_timeout.py
-        _stop_reading()
         timeout_s = current_app.config["PRODUCER_SETTINGS"].client_timeout_s
         return _closing(RequestTimeout(f"Request body not received: the client sent nothing for {timeout_s} s "
                                        "(PRODUCER_CLIENT_TIMEOUT)"))

@@ -40,24 +40,26 @@ class FakeWorker:
         self.waits.append(timeout)
 
 
-# A connection on which the client sent nothing more: what FakeRequest reads by default.
-QUIET_CONNECTION, _QUIET_CLIENT = socket.socketpair()
+# A connection on which the client sent nothing more: what FakeRequest reads by default (made by the fixture).
+_quiet: list[socket.socket] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _close_the_quiet_connection():
+def _quiet_connection():
+    _quiet.extend(socket.socketpair())
     yield
-    QUIET_CONNECTION.close()
-    _QUIET_CLIENT.close()
+    for end in _quiet:
+        end.close()
+    _quiet.clear()
 
 
 class FakeRequest:
     """The parts of gunicorn's parsed request the balance reads and sets: version, closing, what follows it."""
 
-    def __init__(self, version=(1, 1), closing=False, buffered=b"", sock=QUIET_CONNECTION, body_left=0):
+    def __init__(self, version=(1, 1), closing=False, buffered=b"", sock=None, body_left=0):
         self.version = version
         self.must_close = closing
-        self.unreader = SimpleNamespace(sock=sock, buf=io.BytesIO(buffered))
+        self.unreader = SimpleNamespace(sock=sock or _quiet[0], buf=io.BytesIO(buffered))
         self.body = SimpleNamespace(reader=SimpleNamespace(length=body_left))
 
     def should_close(self):
