@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gunicorn import glogging
 
-from producer_api import gunicorn_http, heap, response_send
+from producer_api import green, gunicorn_http, heap, response_send
 from producer_api.balance import ConnectionBalance
 from producer_api.client_timeout import ClientTimeout
 from producer_api.config import ConfigError, Settings
@@ -25,11 +25,12 @@ except ConfigError as error:
 # Server socket
 bind = f"{settings.host}:{settings.port}"
 
-# Workers: threads let one worker wait on several Kafka acknowledgements at once, and kafka-python
-# batches the messages of concurrent requests together.
+# Workers: threads (gthread) or greenlets (gevent) let one worker wait on several Kafka acknowledgements at
+# once, and kafka-python batches the messages of concurrent requests together.
 workers = settings.workers
-worker_class = "gthread"
+worker_class = settings.worker_class
 threads = settings.threads
+worker_connections = settings.worker_connections
 timeout = 60
 graceful_timeout = settings.graceful_timeout
 keepalive = 5
@@ -91,6 +92,7 @@ def pre_fork(server, worker):
 
 def post_fork(server, worker):
     """Create this worker's Kafka producer and metrics sampler: their threads must start after the fork."""
+    green.patch_for(settings.worker_class)  # first: what follows must start greenlets, not threads (green.py)
     from producer_api import kafka_producer, metrics
 
     kafka_producer.open_worker_producer(settings)
@@ -101,8 +103,8 @@ def post_fork(server, worker):
 def post_worker_init(worker):
     """Balance connections, bound client silence, keep kept-alive ones on their thread, join headers and body,
     freeze the heap; log it."""
-    balanced = connection_balance.join(worker)
-    bounded = ClientTimeout.install(worker, settings.client_timeout_s)
+    bounded = ClientTimeout.install(worker, settings.client_timeout_s)  # first: it replaces gevent's handle()
+    balanced = connection_balance.join(worker) or connection_balance.join_green(worker)
     on_thread = KeepAliveOnThread.install(worker)
     one_send = response_send.install()
     json_errors = gunicorn_http.install()

@@ -82,9 +82,10 @@ def metadata(args: argparse.Namespace, settings: Settings, wrk: str, run_duratio
         "dev_broker_running": bool(Cluster(name="dev").running()),  # an idle JVM beside the run costs a little
         "python": platform.python_version(), "wrk": wrk_version(wrk),
         "packages": {name: version(name) for name in ("kafka-python", "crc32c", "orjson", "Flask", "gunicorn",
-                                                         "marshmallow")},
+                                                         "gevent", "marshmallow")},
         "broker": BOOTSTRAP,
-        "settings": {"workers": settings.workers, "threads": settings.threads, "linger_ms": settings.linger_ms,
+        "settings": {"workers": settings.workers, "worker_class": settings.worker_class, "threads": settings.threads,
+                     "worker_connections": settings.worker_connections, "linger_ms": settings.linger_ms,
                      "max_in_flight": settings.max_in_flight,
                      "batch_size": settings.batch_size, "compression_type": settings.compression_type},
         "request_bytes": payload.REQUEST_BYTES, "record_value_bytes": len(record.value),

@@ -233,10 +233,17 @@ def _mib(kib: int) -> str:
     return f"{kib / 1024:.1f}"
 
 
+def _workers(settings: dict) -> str:
+    """The service's workers as run: gthread workers x threads, or gevent workers x connections."""
+    if settings.get("worker_class") == "gevent":
+        return f"{settings['workers']} gevent workers x {settings['worker_connections']} connections"
+    return f"{settings['workers']} gthread workers x {settings['threads']} threads"
+
+
 def render(records: list[dict], summary: dict, meta: dict) -> str:
     """The human-readable report: results table, ratios, memory, the wrk and Kafka checks."""
-    lines = [f"Benchmark: {meta['repetitions']} repetition(s), {meta['settings']['workers']} workers x "
-             f"{meta['settings']['threads']} threads, linger {meta['settings']['linger_ms']} ms, "
+    lines = [f"Benchmark: {meta['repetitions']} repetition(s), {_workers(meta['settings'])}, "
+             f"linger {meta['settings']['linger_ms']} ms, "
              f"{meta['settings'].get('max_in_flight', 5)} requests in flight, "
              f"request body {meta['request_bytes']} B, record value {meta['record_value_bytes']} B, "
              f"{meta['cpus']} CPUs", ""]

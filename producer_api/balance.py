@@ -1,4 +1,4 @@
-"""Spreading connections over gunicorn's gthread workers, so one worker does not hold them all."""
+"""Spreading connections over gunicorn's gthread or gevent workers, so one worker does not hold them all."""
 
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ class ConnectionBalance:
         # Not shared: each worker writes its own slot's in its own copy.
         self._imbalanced_since: list[float | None] = [None] * workers
         self._last_shed = [0.0] * workers
+        self._after_shed = None  # a gevent worker's: it must not take the reconnecting connection itself
 
     def expect(self, worker) -> None:
         """Take a slot for a worker about to be forked; called by the master (gunicorn's pre_fork)."""
@@ -136,6 +137,110 @@ class ConnectionBalance:
         worker.set_accept_enabled = set_accept_enabled_unless_paused
         return True
 
+    def join_green(self, worker) -> bool:
+        """Fill in this gevent worker's slot (see expect) and make it defer connections to less busy workers.
+
+        gunicorn's gevent worker accepts one connection a turn of its event loop (max_accept 1), but the worker
+        that woke first takes turn after turn while the other is still waking: `wrk -c8` on a fresh start put
+        all 8 connections on one worker in 5 starts of 6. Here a worker holding more than the tolerated
+        difference stops accepting, and looks again whenever one of its connections opens or closes and every
+        DEFER_PAUSE_S meanwhile: a connection left waiting longer than DEFER_S (the other worker busy) it takes.
+        """
+        if worker.cfg.worker_class_str != "gevent":
+            return False
+        from gevent import spawn_later  # imported only in gevent workers, which have patched the standard library
+        from gevent.monkey import get_original
+        from gunicorn.workers import ggevent
+
+        # The kernel's select(): gevent's would switch greenlets, which its event loop's callbacks may not do.
+        select_now = get_original("select", "select")
+
+        slot = self._slot_of(worker.age)
+        if slot is None or not hasattr(ggevent, "StreamServer"):  # a reload's extra worker, or gunicorn changed
+            return False
+        worker.nr_conns = 0  # what shed_if_busier reads, as on a gthread worker
+        handle = worker.handle
+        deferred_since: list[float | None] = [None]
+        servers: list = []
+        balance = self
+
+        def handle_counted(listener, client, addr):
+            try:
+                return handle(listener, client, addr)
+            finally:
+                worker.nr_conns -= 1
+                self._connections[slot] = worker.nr_conns
+                for server in servers:
+                    server.look()
+
+        def may_accept(server, now: float) -> bool:
+            if now < server.shed_until:
+                return False  # the connection just closed by shed_if_busier reconnects: to the other worker
+            least_busy, other_starting = balance._least_busy_other(slot, now)
+            if worker.nr_conns <= least_busy + IMBALANCE_TOLERATED:
+                deferred_since[0] = None
+                return True
+            if other_starting or not server.connection_waiting():
+                deferred_since[0] = None  # a worker still starting gets a full DEFER_S once it serves
+                return False
+            if deferred_since[0] is None:
+                deferred_since[0] = now
+            # A waiting connection is left to a worker still starting until it serves (up to STARTUP_WAIT_S),
+            # to any other worker for DEFER_S; then this one takes it.
+            return now - deferred_since[0] >= DEFER_S
+
+        class BalancedStreamServer(ggevent.StreamServer):
+            paused = False
+            shed_until = 0.0
+
+            def do_handle(self, *args):
+                worker.nr_conns += 1
+                balance._connections[slot] = worker.nr_conns
+                super().do_handle(*args)
+                self.look()
+
+            def look(self):
+                """Accept while this worker is not the busier one; otherwise leave connections to the other."""
+                if self.closed or not worker.alive:
+                    return
+                if may_accept(self, time.monotonic()):
+                    if self.paused:
+                        self.paused = False
+                        self.start_accepting()
+                elif not self.paused:
+                    self.paused = True
+                    self.stop_accepting()
+                    spawn_later(DEFER_PAUSE_S, self.look_while_paused)
+
+            def look_while_paused(self):
+                self.look()
+                if self.paused and not self.closed:
+                    spawn_later(DEFER_PAUSE_S, self.look_while_paused)
+
+            def connection_waiting(self) -> bool:
+                try:
+                    return bool(select_now([self.socket], [], [], 0)[0])
+                except (OSError, ValueError):
+                    return False
+
+            def start(self):
+                servers.append(self)
+                super().start()
+                # Serving from now on, not from post_worker_init: until its server accepts, a worker counts as
+                # still starting, and the other leaves it the connections that wait.
+                balance._pids[slot], balance._connections[slot] = os.getpid(), worker.nr_conns
+                balance._starting_until[slot] = 0.0
+
+        def stop_accepting_after_shed():
+            for server in servers:
+                server.shed_until = time.monotonic() + DEFER_S
+                server.look()
+
+        worker.handle = handle_counted
+        self._after_shed = stop_accepting_after_shed
+        ggevent.StreamServer = BalancedStreamServer
+        return True
+
     def shed_if_busier(self, worker, req) -> bool:
         """Have this answer close its kept-alive connection if this worker holds too many more than another one.
 
@@ -163,6 +268,8 @@ class ConnectionBalance:
             return False  # closing would drop the requests pipelined behind this one, unanswered
         self._last_shed[slot] = now
         req.force_close()
+        if self._after_shed is not None:
+            self._after_shed()
         return True
 
     def leave(self, worker) -> None:

@@ -93,7 +93,8 @@ def _read_body() -> bytes:
 
 def _unreadable(cause: BaseException | None) -> APIError:
     """The error for a body that could not be read: the client went silent, broke the connection or the chunks."""
-    if isinstance(cause, BlockingIOError):  # the receive timeout of producer_api/client_timeout.py
+    # The receive timeout of producer_api/client_timeout.py: the kernel's (gthread) or the socket's (gevent).
+    if isinstance(cause, (BlockingIOError, TimeoutError)):
         timeout_s = current_app.config["PRODUCER_SETTINGS"].client_timeout_s
         return _closing(RequestTimeout(f"Request body not received: the client sent nothing for {timeout_s} s "
                                        "(PRODUCER_CLIENT_TIMEOUT)"))

@@ -1,4 +1,4 @@
-"""A limit on how long a client may stay silent mid-request, so stalled clients cannot hold gunicorn's threads.
+"""A limit on how long a client may stay silent mid-request, so stalled clients cannot hold gunicorn's workers.
 
 gunicorn's gthread worker reads a request's headers and body, and writes its response, on a blocking socket with
 no time limit: a client that sends part of a request and then nothing holds a pool thread until it closes the
@@ -7,6 +7,10 @@ that each sent headers and 5 bytes of a 100-byte body). The kernel's receive and
 SO_SNDTIMEO), set once a connection, end such a wait: a read or write that waits longer fails with EAGAIN, which
 Python raises as BlockingIOError. Unlike Python's own socket timeouts they add no poll() before every recv() and
 send(). A client that trickles a byte now and then is not stopped by this; that takes a buffering proxy in front.
+
+gunicorn's gevent worker has the same gap (a greenlet and a connection slot held for good, worker_connections of
+them stopping the worker), and there the socket's own timeout is the bound: gevent waits for a gevent socket in
+its event loop anyway, so the timeout costs nothing more, and a wait past it raises TimeoutError.
 """
 
 from __future__ import annotations
@@ -14,22 +18,31 @@ from __future__ import annotations
 import socket
 import struct
 
+from gunicorn.workers.base_async import AsyncWorker
+
 
 class ClientTimeout:
-    """Wraps a gthread worker's handle() so every connection it serves gets kernel receive and send timeouts."""
+    """Wraps a worker's handle() so every connection it serves gets receive and send timeouts."""
 
     def __init__(self, worker, timeout_s: float):
+        self._worker = worker
         self._handle = worker.handle
+        self._timeout_s = timeout_s
         seconds = int(timeout_s)
         self._timeval = struct.pack("ll", seconds, int((timeout_s - seconds) * 1_000_000))
 
     @classmethod
     def install(cls, worker, timeout_s: float) -> bool:
-        """Give the connections of a gthread worker these timeouts; False for other workers."""
-        if not all(hasattr(worker, name) for name in ("tpool", "handle", "nr_conns")):
-            return False
-        worker.handle = cls(worker, timeout_s).handle
-        return True
+        """Give the connections of a gthread or gevent worker these timeouts; False for other workers."""
+        if all(hasattr(worker, name) for name in ("tpool", "handle", "nr_conns")):
+            worker.handle = cls(worker, timeout_s).handle
+            return True
+        if isinstance(worker, AsyncWorker) and worker.cfg.worker_class_str == "gevent":
+            if getattr(worker.handle, "__func__", None) is not type(worker).handle:
+                return False  # already wrapped: replacing gunicorn's handle() here would skip the wrapper
+            worker.handle = cls(worker, timeout_s).handle_green
+            return True
+        return False
 
     def handle(self, conn):
         """Set the connection's timeouts the first time a thread serves it, then serve it."""
@@ -41,3 +54,12 @@ class ClientTimeout:
                 pass  # closed meanwhile: gunicorn's own handling reports it
             conn.client_timeout_set = True
         return self._handle(conn)
+
+    def handle_green(self, listener, client, addr):
+        """Serve a gevent worker's connection with the timeout on its socket.
+
+        gunicorn's GeventWorker.handle() only makes the socket blocking with no timeout (pinned version) before
+        the common AsyncWorker.handle(); this sets the timeout instead.
+        """
+        client.settimeout(self._timeout_s)
+        return AsyncWorker.handle(self._worker, listener, client, addr)

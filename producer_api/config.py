@@ -20,6 +20,7 @@ _COMPRESSION_PACKAGES = {
 }
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+WORKER_CLASSES = ("gthread", "gevent")
 
 
 class ConfigError(ValueError):
@@ -180,7 +181,11 @@ class Settings:
     host: str = field(default="0.0.0.0", metadata={"env": "PRODUCER_HOST"})
     port: int = field(default=8001, metadata={"env": "PRODUCER_PORT"})
     workers: int = field(default=2, metadata={"env": "PRODUCER_WORKERS"})
+    # gthread: each worker serves PRODUCER_THREADS requests at once on threads; gevent: up to
+    # PRODUCER_WORKER_CONNECTIONS connections on greenlets in one thread (README, Benchmark: worker classes).
+    worker_class: str = field(default="gthread", metadata={"env": "PRODUCER_WORKER_CLASS"})
     threads: int = field(default=16, metadata={"env": "PRODUCER_THREADS"})
+    worker_connections: int = field(default=1000, metadata={"env": "PRODUCER_WORKER_CONNECTIONS"})
     graceful_timeout: int = field(default=30, metadata={"env": "PRODUCER_GRACEFUL_TIMEOUT"})
     client_timeout_s: int = field(default=10, metadata={"env": "PRODUCER_CLIENT_TIMEOUT"})
     max_body_bytes: int = field(default=5 * 1024 * 1024, metadata={"env": "PRODUCER_MAX_BODY_BYTES"})
@@ -350,7 +355,9 @@ _PARSERS = {
     "host": lambda name, raw: raw,
     "port": lambda name, raw: _integer(name, raw, 1, 65535),
     "workers": lambda name, raw: _integer(name, raw, 1, 64),
+    "worker_class": lambda name, raw: _choice(name, raw, WORKER_CLASSES),
     "threads": lambda name, raw: _integer(name, raw, 1, 256),
+    "worker_connections": lambda name, raw: _integer(name, raw, 1, 100000),
     "graceful_timeout": lambda name, raw: _integer(name, raw, 1, 600),
     "client_timeout_s": lambda name, raw: _integer(name, raw, 1, 3600),
     "max_body_bytes": lambda name, raw: _integer(name, raw, 1024),

@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import random
+import select
 import selectors
 import socket
 import threading
@@ -45,10 +46,15 @@ log = logging.getLogger(__name__)
 # kafka-python builds a TLS context, and so asks for the key's pass phrase, at every connection attempt.
 _KEY_PASSWORD_LOG = ThrottledLog(log, interval_s=60.0)
 
-if hasattr(selectors, "EpollSelector"):
-    from producer_api.selector import DeferredUnregisterSelector as _IOSelector
-else:  # macOS and the BSDs: kafka-python's default
-    _IOSelector = selectors.DefaultSelector
+
+def _io_selector() -> type:
+    """The selector class for kafka-python's I/O loop, chosen when a producer is built: after gevent's patching
+    (producer_api/green.py) epoll is gone and gevent's own selector is the one that lets other greenlets run."""
+    if hasattr(select, "epoll") and hasattr(selectors, "EpollSelector"):
+        from producer_api.selector import DeferredUnregisterSelector  # defined on epoll, so only where it exists
+
+        return DeferredUnregisterSelector
+    return selectors.DefaultSelector  # gevent's; on macOS and the BSDs kafka-python's default
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass costs 0.7 us more to build, once per message
@@ -371,7 +377,7 @@ def _producer_config(settings: Settings) -> dict:
         # kafka-python's own metrics cost the I/O thread about 5 us a message and nothing here reads them.
         "metrics_enabled": False,
         "partitioner": KeyHashCachingPartitioner(),
-        "selector": _IOSelector,
+        "selector": _io_selector(),
         "security_protocol": settings.security_protocol,
     }
     # Only the options the protocol uses (Settings.check() refuses the others).

@@ -68,7 +68,13 @@ class BatchingStreamHandler(logging.Handler):
     load many leave in one write. Lines from the main thread (gunicorn's master, which forks, and a worker's
     event loop) are written at once, after those already queued, so no writer thread ever runs in the master.
     logging.shutdown() at exit writes what is left; a process killed by SIGKILL loses at most its last lines.
+    In a gevent worker every line is written at once (see use_no_writer_thread).
     """
+
+    # Cleared in gevent workers: their requests share one thread, so no lock is fought over, and the writer's
+    # event and lock, made at fork before gevent's patching, are the kernel's: a greenlet waiting on them
+    # would stop the whole worker (seen: a worker that never exited after SIGTERM).
+    writer_thread = True
 
     def __init__(self, stream=None):
         super().__init__()
@@ -91,7 +97,8 @@ class BatchingStreamHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - logging must never break the request
             self.handleError(record)
             return False
-        if threading.current_thread() is threading.main_thread() or len(self._pending) > MAX_QUEUED_LINES:
+        if (not self.writer_thread or threading.current_thread() is threading.main_thread()
+                or len(self._pending) > MAX_QUEUED_LINES):
             self.flush()  # also when the writer falls behind (stderr blocked): wait for it, as StreamHandler would
             return True
         if self._writer is None:
@@ -129,6 +136,11 @@ class BatchingStreamHandler(logging.Handler):
             self.flush()
 
 
+def use_no_writer_thread() -> None:
+    """Make this process's BatchingStreamHandlers write each line at once, in the thread that logs it."""
+    BatchingStreamHandler.writer_thread = False
+
+
 class ThrottledLog:
     """A logger's lines of one kind at most once an interval; the next line says how many were left out."""
 
@@ -160,7 +172,7 @@ class ClientCausedFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite such a record; let every record through."""
         if (record.msg == "Socket error processing request." and record.exc_info
-                and isinstance(record.exc_info[1], BlockingIOError)):
+                and isinstance(record.exc_info[1], (BlockingIOError, TimeoutError))):
             # gunicorn's traceback for the receive or send timeout of producer_api/client_timeout.py.
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.msg, record.args = "closed a connection whose client sent or read nothing for too long", ()

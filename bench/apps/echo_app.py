@@ -1,6 +1,6 @@
 """Ceiling B, the WSGI limit: reads and answers like POST /produce, with the service's JSON handling, no Kafka.
 
-Served with the project's own gunicorn.conf.py (gthread, same workers and threads), whose post_fork also opens
+Served with the project's own gunicorn.conf.py (same worker class, workers and threads), whose post_fork also opens
 the service's producer in each worker; it stays idle here unless an app sends with it (ceiling K).
 """
 

@@ -12,6 +12,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from producer_api import create_app
+from producer_api.config import WORKER_CLASSES
 from producer_api.kafka_producer import MessageProducer
 from tests.integration.conftest import http
 
@@ -287,8 +288,9 @@ def _acknowledged_ids(outcomes):
     return [i for outcome in outcomes if outcome.status == 200 for i in outcome.ids]
 
 
-def test_sigterm_under_load_completes_in_flight_requests(broker, start_gunicorn, new_topic, read_topic):
-    service = start_gunicorn(broker.bootstrap_servers)
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_sigterm_under_load_completes_in_flight_requests(broker, start_gunicorn, new_topic, read_topic, worker_class):
+    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKER_CLASS=worker_class)
     topic = new_topic()
 
     def terminate():
@@ -306,8 +308,9 @@ def test_sigterm_under_load_completes_in_flight_requests(broker, start_gunicorn,
     assert set(acknowledged) <= set(found) and len(found) == len(set(found))
 
 
-def test_sigterm_flushes_fire_and_forget_messages(broker, start_gunicorn, new_topic, read_topic):
-    service = start_gunicorn(broker.bootstrap_servers)
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_sigterm_flushes_fire_and_forget_messages(broker, start_gunicorn, new_topic, read_topic, worker_class):
+    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKER_CLASS=worker_class)
     topic = new_topic()
     queued = []
     for n in range(50):
@@ -321,10 +324,11 @@ def test_sigterm_flushes_fire_and_forget_messages(broker, start_gunicorn, new_to
     assert sorted(found) == sorted(queued)
 
 
-def test_killed_worker_is_replaced_with_its_own_producer(broker, start_gunicorn, new_topic, read_topic):
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_killed_worker_is_replaced_with_its_own_producer(broker, start_gunicorn, new_topic, read_topic, worker_class):
     import os
 
-    service = start_gunicorn(broker.bootstrap_servers)
+    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKER_CLASS=worker_class)
     topic = new_topic()
     before = service.worker_pids()
     assert len(before) == 2

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from producer_api.config import WORKER_CLASSES
 from tests.integration.conftest import http
 
 SLOW_SECOND_WORKER_CONF = Path(__file__).with_name("slow_second_worker_conf.py")
@@ -29,10 +30,10 @@ SEED_SINGLE = """{
   }"""
 
 
-@pytest.fixture
-def service(broker, start_gunicorn):
-    """The service under gunicorn, writing to the test broker."""
-    return start_gunicorn(broker.bootstrap_servers)
+@pytest.fixture(params=WORKER_CLASSES)
+def service(request, broker, start_gunicorn):
+    """The service under gunicorn with each worker class, writing to the test broker."""
+    return start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKER_CLASS=request.param)
 
 
 def test_seed_root_and_health(service):
@@ -111,8 +112,9 @@ def test_docs_and_openapi(service):
     assert status == 200 and "/produce/batch" in spec["paths"]
 
 
-def test_broker_down_at_start_workers_still_boot_and_answer_503(start_gunicorn):
-    service = start_gunicorn("127.0.0.1:1", KAFKA_MAX_BLOCK_MS="1000")
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_broker_down_at_start_workers_still_boot_and_answer_503(start_gunicorn, worker_class):
+    service = start_gunicorn("127.0.0.1:1", KAFKA_MAX_BLOCK_MS="1000", PRODUCER_WORKER_CLASS=worker_class)
     started = time.monotonic()
     status, _, body = http("GET", service.url + "/health")
     assert status == 503 and body["kafka_connected"] is False
@@ -156,10 +158,12 @@ def test_connections_opened_together_are_spread_over_the_workers(service):
             connection.close()
 
 
-def test_a_pool_that_connects_while_a_worker_starts_is_spread_over_the_workers(broker, start_gunicorn):
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_a_pool_that_connects_while_a_worker_starts_is_spread_over_the_workers(broker, start_gunicorn, worker_class):
     # A client pool that reconnects the moment a restarted service opens its port used to land on the worker
     # that started first, and keep-alive kept it there. The second worker here is slow to start.
-    service = start_gunicorn(broker.bootstrap_servers, config=str(SLOW_SECOND_WORKER_CONF), serving_workers=1)
+    service = start_gunicorn(broker.bootstrap_servers, config=str(SLOW_SECOND_WORKER_CONF), serving_workers=1,
+                             PRODUCER_WORKER_CLASS=worker_class)
     connections = _connect_at_once(service, 8)
     try:
         assert service.log().count(": serving") == 1  # the second worker was still starting
@@ -238,8 +242,10 @@ def _read_response(stream) -> tuple[int, bytes]:
 def test_a_kept_alive_connection_serves_requests_at_once_after_a_pause_and_pipelined(service, new_topic,
                                                                                      read_topic):
     # A pool thread serves the next request of its connection if it follows within a moment, and hands the
-    # connection back to gunicorn's poller otherwise (producer_api/keepalive.py): both paths, on one connection.
-    assert service.log().count("(a kept-alive connection's next request served on its thread)") == 2
+    # connection back to gunicorn's poller otherwise (producer_api/keepalive.py): both paths, on one connection
+    # (gthread only: a gevent worker's greenlet keeps its connection anyway.)
+    on_thread = 2 if "Using worker: gthread" in service.log() else 0
+    assert service.log().count("(a kept-alive connection's next request served on its thread)") == on_thread
     topic = new_topic(partitions=1)
     host, port = service.url.removeprefix("http://").rsplit(":", 1)
     connection = HTTPConnection(host, int(port), timeout=30)
@@ -293,15 +299,18 @@ def read_until_closed(sock: socket.socket) -> bytes:
     return received
 
 
-def test_stalled_clients_are_cut_off_and_never_stop_the_service(broker, start_gunicorn, new_topic, end_offsets):
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_stalled_clients_are_cut_off_and_never_stop_the_service(broker, start_gunicorn, new_topic, end_offsets,
+                                                                 worker_class):
     service = start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKERS="1", PRODUCER_THREADS="2",
-                             PRODUCER_CLIENT_TIMEOUT="1")
+                             PRODUCER_CLIENT_TIMEOUT="1", PRODUCER_WORKER_CLASS=worker_class,
+                             **({"PRODUCER_WORKER_CONNECTIONS": "2"} if worker_class == "gevent" else {}))
     address = service.url.removeprefix("http://").split(":")
     topic = new_topic()
     body = json.dumps({"topic": topic, "message": {"n": 1}}).encode()
     head = b"POST /produce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
     stalled_headers, stalled_bodies = [], []
-    for _ in range(3):  # three times the threads: each holds one while it stalls
+    for _ in range(3):  # three times the threads (or gevent's connections): each holds one while it stalls
         stalled_headers.append(socket.create_connection((address[0], int(address[1]))))
         stalled_headers[-1].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # no blank line: headers unfinished
         stalled_bodies.append(socket.create_connection((address[0], int(address[1]))))

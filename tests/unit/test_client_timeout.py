@@ -49,3 +49,23 @@ def test_a_served_connection_reads_and_writes_with_the_timeouts(connection):
 def test_other_workers_are_left_alone():
     sync_worker = SimpleNamespace(handle=lambda conn: True)
     assert ClientTimeout.install(sync_worker, 1) is False
+
+
+def test_a_gevent_workers_connections_get_the_timeout_on_their_socket(connection, monkeypatch):
+    from gunicorn.workers.base_async import AsyncWorker
+
+    served = []
+    monkeypatch.setattr(AsyncWorker, "handle", lambda worker, listener, client, addr: served.append(
+        (worker, client.gettimeout())))
+    class GeventWorker(AsyncWorker):
+        def handle(self, listener, client, addr):
+            pytest.fail("gunicorn's GeventWorker.handle() makes the socket wait for ever")
+
+    worker = GeventWorker.__new__(GeventWorker)  # no gunicorn process: only what install() and handle() read
+    worker.cfg = SimpleNamespace(worker_class_str="gevent")
+    _, client = connection
+    assert ClientTimeout.install(worker, 0.25) is True
+    worker.handle(None, client, ("127.0.0.1", 1))
+    assert served == [(worker, 0.25)]
+    worker.handle = lambda listener, client, addr: None  # wrapped by something else already: left alone
+    assert ClientTimeout.install(worker, 0.25) is False

@@ -31,6 +31,12 @@ def test_values_are_read_from_the_environment():
     assert settings.api_version == (3, 9)
 
 
+def test_the_worker_class_is_gthread_unless_gevent_is_asked_for():
+    assert Settings.from_env({}).worker_class == "gthread"
+    settings = Settings.from_env({"PRODUCER_WORKER_CLASS": "GEvent", "PRODUCER_WORKER_CONNECTIONS": "200"})
+    assert (settings.worker_class, settings.worker_connections) == ("gevent", 200)
+
+
 def test_blank_values_fall_back_to_defaults():
     assert Settings.from_env({"PRODUCER_PORT": "  "}).port == 8001
 
@@ -41,6 +47,8 @@ def test_blank_values_fall_back_to_defaults():
         ("PRODUCER_PORT", "eighty"),
         ("PRODUCER_PORT", "70000"),
         ("PRODUCER_WORKERS", "0"),
+        ("PRODUCER_WORKER_CLASS", "sync"),
+        ("PRODUCER_WORKER_CONNECTIONS", "0"),
         ("KAFKA_BOOTSTRAP_SERVERS", "no-port-here"),
         ("KAFKA_BOOTSTRAP_SERVERS", ","),
         ("KAFKA_COMPRESSION_TYPE", "brotli"),

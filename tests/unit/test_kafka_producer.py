@@ -550,3 +550,14 @@ def test_only_a_record_expired_unsent_is_certainly_not_written(unconnected_produ
         assert "nothing was written" in delivery.error.detail
     else:  # sent, a broker may have written it; still queued, it may yet be sent
         assert isinstance(delivery.error, DeliveryTimeout) and "may or may not" in delivery.error.detail
+
+
+def test_kafka_pythons_io_loop_waits_on_epoll_unless_gevent_took_it_away(monkeypatch):
+    import select
+
+    from producer_api.kafka_producer import _io_selector
+    from producer_api.selector import DeferredUnregisterSelector
+
+    assert _io_selector() is DeferredUnregisterSelector
+    monkeypatch.delattr(select, "epoll")  # what gevent's patching does: a real epoll wait would stop the worker
+    assert _io_selector() is selectors.DefaultSelector

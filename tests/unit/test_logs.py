@@ -207,6 +207,31 @@ def test_batching_handler_writes_every_line_in_order_from_any_thread():
         assert own == [f"t{n}-{i}" for i in range(200)]
 
 
+def test_without_a_writer_thread_every_line_is_written_by_the_thread_that_logs_it(monkeypatch):
+    import io
+    import logging
+    import threading
+
+    from producer_api import logs
+
+    monkeypatch.setattr(logs.BatchingStreamHandler, "writer_thread", True)  # restored after the test
+    logs.use_no_writer_thread()
+    stream = io.StringIO()
+    handler = logs.BatchingStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    written = []
+
+    def log_from_a_thread():
+        for index in range(3):
+            handler.handle(logging.makeLogRecord({"msg": f"line {index}"}))
+            written.append(stream.getvalue().count("\n"))
+
+    thread = threading.Thread(target=log_from_a_thread)
+    thread.start()
+    thread.join()
+    assert written == [1, 2, 3] and handler._writer is None
+
+
 def test_batching_handler_writes_itself_when_the_queue_is_full(monkeypatch):
     import io
     import logging
@@ -277,6 +302,12 @@ def test_a_connection_cut_off_by_its_timeout_is_one_warning_without_a_traceback(
     entry = json.loads(JsonFormatter().format(record))
     assert entry["level"] == "WARNING" and "exception" not in entry
     assert entry["message"] == "closed a connection whose client sent or read nothing for too long"
+
+
+def test_a_gevent_connection_cut_off_by_its_timeout_is_one_warning_too():
+    record = gunicorn_socket_error(TimeoutError("timed out"))
+    ClientCausedFilter().filter(record)
+    assert record.levelname == "WARNING" and record.exc_info is None
 
 
 def test_other_socket_errors_keep_their_traceback():
