@@ -123,6 +123,12 @@ def pre_request(worker, req):
     connection_balance.shed_if_busier(worker, req)
 
 
+def post_request(worker, req, environ, resp):
+    """In a gevent worker, let the other ready connections take their turn (green.py)."""
+    if settings.worker_class == "gevent":
+        green.let_other_connections_run()
+
+
 def worker_exit(server, worker):
     """Flush and close this worker's producer, within a timeout shorter than graceful_timeout."""
     from producer_api import kafka_producer

@@ -22,3 +22,15 @@ def patch_for(worker_class: str) -> bool:
     monkey.patch_all()
     logs.use_no_writer_thread()
     return True
+
+
+def let_other_connections_run() -> None:
+    """End a gevent worker's request by letting every other ready connection run before this one's next request.
+
+    gevent reads a socket without switching when its data is already there, so a client that sends its next
+    request as soon as it has an answer kept its greenlet running, and the worker's other connections waited:
+    fire-and-forget requests at 32 connections had a p50 of 1.9 ms and a p99 of 652 ms.
+    """
+    from gevent import sleep
+
+    sleep(0)

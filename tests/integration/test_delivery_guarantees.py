@@ -347,3 +347,22 @@ def test_killed_worker_is_replaced_with_its_own_producer(broker, start_gunicorn,
     acknowledged = _acknowledged_ids(outcomes)
     found = [json.loads(record.value)["id"] for record in read_topic(topic, len(acknowledged))]
     assert set(acknowledged) <= set(found) and len(found) == len(set(found))
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_fire_and_forget_and_atomic_batches_work_under_gunicorn(broker, start_gunicorn, new_topic, read_topic,
+                                                                 worker_class):
+    # Queued sends complete on kafka-python's I/O thread, transactions wait on the worker's locks: in a gevent
+    # worker both are greenlets.
+    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKER_CLASS=worker_class)
+    queued, atomic = new_topic(), new_topic()
+    batch = json.dumps([{"topic": queued, "message": {"n": n}} for n in range(10)])
+    status, _, body = http("POST", service.url + "/produce/batch?wait=false", batch)
+    assert status == 202, body
+    for _ in range(2):  # a second transaction from the same worker too
+        batch = json.dumps([{"topic": atomic, "message": {"n": n}} for n in range(5)])
+        status, _, body = http("POST", service.url + "/produce/batch?atomic=true", batch)
+        assert status == 200 and body["messages_sent"] == 5, body
+    assert sorted(json.loads(record.value)["n"] for record in read_topic(queued, 10)) == list(range(10))
+    committed = read_committed(broker.bootstrap_servers, atomic)
+    assert sorted(json.loads(record.value)["n"] for record in committed) == sorted([*range(5), *range(5)])

@@ -17,7 +17,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from local_kafka import Cluster
 from producer_api import create_app
-from producer_api.config import Settings
+from producer_api.config import WORKER_CLASSES, Settings
 from producer_api.kafka_producer import MessageProducer
 from tests.integration.conftest import http
 
@@ -146,10 +146,12 @@ def test_message_written_over_sasl_ssl_is_read_back(secure_cluster, secure_topic
                      "server_time": value["server_time"]}
 
 
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)  # gevent: kafka-python's TLS on gevent's ssl
 def test_service_under_gunicorn_reads_its_security_settings_from_the_environment(secure_cluster, secure_topic,
-                                                                                  start_gunicorn):
+                                                                                  start_gunicorn, worker_class):
     environment = service_environment(secure_cluster)
-    service = start_gunicorn(environment.pop("KAFKA_BOOTSTRAP_SERVERS"), **environment)
+    service = start_gunicorn(environment.pop("KAFKA_BOOTSTRAP_SERVERS"), PRODUCER_WORKER_CLASS=worker_class,
+                             **environment)
     status, _, body = http("GET", service.url + "/health")
     assert status == 200 and body["kafka_connected"] is True
     status, _, body = http("POST", service.url + "/produce",
