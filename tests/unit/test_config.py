@@ -31,10 +31,11 @@ def test_values_are_read_from_the_environment():
     assert settings.api_version == (3, 9)
 
 
-def test_the_worker_class_is_gthread_unless_gevent_is_asked_for():
-    assert Settings.from_env({}).worker_class == "gthread"
-    settings = Settings.from_env({"PRODUCER_WORKER_CLASS": "GEvent", "PRODUCER_WORKER_CONNECTIONS": "200"})
-    assert (settings.worker_class, settings.worker_connections) == ("gevent", 200)
+def test_the_worker_class_is_gevent_unless_gthread_is_asked_for():
+    assert Settings.from_env({}).worker_class == "gevent"
+    settings = Settings.from_env({"PRODUCER_WORKER_CLASS": "GThread", "PRODUCER_THREADS": "8"})
+    assert (settings.worker_class, settings.threads) == ("gthread", 8)
+    assert Settings.from_env({"PRODUCER_WORKER_CONNECTIONS": "200"}).worker_connections == 200
 
 
 def test_blank_values_fall_back_to_defaults():
