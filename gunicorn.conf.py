@@ -12,7 +12,7 @@ from gunicorn import glogging
 from producer_api import green, gunicorn_http, heap, response_send
 from producer_api.balance import ConnectionBalance
 from producer_api.client_timeout import ClientTimeout
-from producer_api.config import ConfigError, Settings
+from producer_api.config import STOP_KEEPALIVE_LINGER_S, ConfigError, Settings
 from producer_api.keepalive import KeepAliveOnThread
 from producer_api.logs import logging_config, skip_unused_record_details
 
@@ -105,6 +105,7 @@ def post_worker_init(worker):
     freeze the heap; log it."""
     bounded = ClientTimeout.install(worker, settings.client_timeout_s)  # first: it replaces gevent's handle()
     balanced = connection_balance.join(worker) or connection_balance.join_green(worker)
+    green.close_idle_connections_on_stop(worker, STOP_KEEPALIVE_LINGER_S)
     on_thread = KeepAliveOnThread.install(worker)
     one_send = response_send.install()
     json_errors = gunicorn_http.install()

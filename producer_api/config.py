@@ -10,8 +10,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
-# How long a stopping gthread worker (gunicorn 27) still answers requests on its kept-alive connections.
-_STOP_KEEPALIVE_LINGER_S = 2.0
+# How long a stopping gthread worker (gunicorn 27) still answers requests on its kept-alive connections; a gevent
+# worker closes them as late (producer_api/green.py).
+STOP_KEEPALIVE_LINGER_S = 2.0
 # The module kafka-python imports for a codec, and the package that provides it; gzip is in the standard library.
 _COMPRESSION_PACKAGES = {
     "snappy": (("snappy",), "python-snappy"),
@@ -236,7 +237,7 @@ class Settings:
         # On SIGTERM a worker first lets its requests finish, then flushes, all within the graceful timeout, after
         # which gunicorn kills it: a request still waiting on Kafka, or a client still silent, must leave the flush
         # its whole timeout.
-        drain_ms = round(max(self.longest_request_s, self.client_timeout_s + _STOP_KEEPALIVE_LINGER_S) * 1000)
+        drain_ms = round(max(self.longest_request_s, self.client_timeout_s + STOP_KEEPALIVE_LINGER_S) * 1000)
         if self.close_timeout_ms + drain_ms >= self.graceful_timeout * 1000:
             raise ConfigError(
                 "KAFKA_CLOSE_TIMEOUT_MS plus the longest a stopping worker waits for its requests (KAFKA_MAX_BLOCK_MS "
@@ -314,7 +315,7 @@ class Settings:
         the wait for metadata, another second's check, then the delivery timeout and its margin. An atomic batch can
         take longer (its transaction's start, commit and abort each wait too).
         """
-        return _STOP_KEEPALIVE_LINGER_S + 1.0 + self.max_block_ms / 1000 + 1.0 + self.delivery_timeout_ms / 1000 + 0.25
+        return STOP_KEEPALIVE_LINGER_S + 1.0 + self.max_block_ms / 1000 + 1.0 + self.delivery_timeout_ms / 1000 + 0.25
 
     @property
     def produce_timeout_s(self) -> float:

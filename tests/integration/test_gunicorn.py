@@ -130,6 +130,21 @@ def test_sigterm_flushes_and_exits_within_the_graceful_timeout(service):
     assert service.log().count("Kafka producer flushed and closed") == 2, service.log()
 
 
+def test_a_stopping_worker_lets_idle_kept_alive_connections_go_within_seconds(service):
+    # config.py counts on it: the flush after SIGTERM keeps its time within the graceful timeout only if a stopping
+    # worker does not wait out the keep-alive time of each idle connection and serve what comes meanwhile.
+    host, port = service.url.removeprefix("http://").rsplit(":", 1)
+    connection = HTTPConnection(host, int(port), timeout=15)
+    connection.request("GET", "/")
+    connection.getresponse().read()
+    service.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert connection.sock.recv(1) == b""  # closed by the worker, without an answer
+    assert time.monotonic() - started < 4
+    connection.close()
+    assert service.process.wait(timeout=35) == 0, service.log()
+
+
 def test_bad_configuration_stops_start_up_with_the_variable_named(broker, tmp_path):
     import os
     import subprocess
