@@ -101,8 +101,8 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Balance connections, bound client silence, keep kept-alive ones on their thread, join headers and body,
-    freeze the heap; log it."""
+    """Bound client silence, balance connections, let a stopping gevent worker's idle connections go, keep
+    kept-alive ones on their thread (gthread), join headers and body, freeze the heap; log it."""
     bounded = ClientTimeout.install(worker, settings.client_timeout_s)  # first: it replaces gevent's handle()
     balanced = connection_balance.join(worker) or connection_balance.join_green(worker)
     green.close_idle_connections_on_stop(worker, STOP_KEEPALIVE_LINGER_S)
