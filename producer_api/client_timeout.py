@@ -10,11 +10,17 @@ send(). A client that trickles a byte now and then is not stopped by this; that 
 
 gunicorn's gevent worker has the same gap (a greenlet and a connection slot held for good, worker_connections of
 them stopping the worker), and there the socket's own timeout is the bound: gevent waits for a gevent socket in
-its event loop anyway, so the timeout costs nothing more, and a wait past it raises TimeoutError.
+its event loop anyway, so the timeout costs nothing more, and a wait past it raises TimeoutError. A gevent worker
+waits for a kept-alive connection's next request on that same socket, so there the timeout is lifted while the
+head of a second or later request is read, and gunicorn's keep-alive limit alone bounds it (silently, as a gthread
+worker's idle connections are let go): a client that sent its last request properly may stay quiet for the
+keep-alive time whatever the client timeout. Such a client could already hold its connection that long by saying
+nothing, so no stalled client holds a connection longer than before.
 """
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 
@@ -30,6 +36,7 @@ class ClientTimeout:
         self._timeout_s = timeout_s
         seconds = int(timeout_s)
         self._timeval = struct.pack("ll", seconds, int((timeout_s - seconds) * 1_000_000))
+        self._green_clients: dict = {}  # gevent: greenlet -> [its client socket, request heads awaited]
 
     @classmethod
     def install(cls, worker, timeout_s: float) -> bool:
@@ -40,7 +47,9 @@ class ClientTimeout:
         if isinstance(worker, AsyncWorker) and worker.cfg.worker_class_str == "gevent":
             if getattr(worker.handle, "__func__", None) is not type(worker).handle:
                 return False  # already wrapped: replacing gunicorn's handle() here would skip the wrapper
-            worker.handle = cls(worker, timeout_s).handle_green
+            timeouts = cls(worker, timeout_s)
+            worker.handle = timeouts.handle_green
+            worker.timeout_ctx = timeouts.request_head_wait
             return True
         return False
 
@@ -61,5 +70,50 @@ class ClientTimeout:
         gunicorn's GeventWorker.handle() only makes the socket blocking with no timeout (pinned version) before
         the common AsyncWorker.handle(); this sets the timeout instead.
         """
+        from gevent import getcurrent
+
         client.settimeout(self._timeout_s)
-        return AsyncWorker.handle(self._worker, listener, client, addr)
+        greenlet = getcurrent()
+        self._green_clients[greenlet] = [client, 0]  # the socket, and how many request heads were awaited on it
+        try:
+            return AsyncWorker.handle(self._worker, listener, client, addr)
+        finally:
+            del self._green_clients[greenlet]
+
+    def request_head_wait(self):
+        """gunicorn's keep-alive Timeout for reading a request's head; from the second request on, the client
+        timeout is lifted meanwhile, so an idle kept-alive connection lasts the keep-alive time."""
+        from gevent import getcurrent
+
+        head_wait = _request_head_wait_type()
+        served = self._green_clients.get(getcurrent())
+        if served is None:
+            return head_wait(self._worker.cfg.keepalive, None, self._timeout_s)
+        served[1] += 1
+        return head_wait(self._worker.cfg.keepalive, served[0] if served[1] > 1 else None, self._timeout_s)
+
+
+@functools.cache
+def _request_head_wait_type() -> type:
+    """The gevent Timeout subclass request_head_wait uses, defined on first use (a gthread worker never imports
+    gevent)."""
+    from gevent import Timeout
+
+    class RequestHeadWait(Timeout):
+        """gevent.Timeout(seconds, False) that, if given a client socket, waits on it with no socket timeout."""
+
+        def __init__(self, seconds, client, client_timeout_s):
+            super().__init__(seconds, False)
+            self.client, self.client_timeout_s = client, client_timeout_s
+
+        def __enter__(self):
+            if self.client is not None:
+                self.client.settimeout(None)
+            return super().__enter__()
+
+        def __exit__(self, typ, value, tb):
+            if self.client is not None:
+                self.client.settimeout(self.client_timeout_s)
+            return super().__exit__(typ, value, tb)
+
+    return RequestHeadWait

@@ -355,6 +355,31 @@ def test_stalled_clients_are_cut_off_and_never_stop_the_service(broker, start_gu
     assert "Socket error processing request" not in log
 
 
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_a_client_timeout_below_the_keep_alive_time_still_keeps_idle_connections(broker, start_gunicorn,
+                                                                                 worker_class):
+    # PRODUCER_CLIENT_TIMEOUT bounds a client's silence mid-request; between requests keep-alive (5 s) rules.
+    # A gevent worker waits for the next request on the socket that carries the client timeout: it used to cut
+    # idle connections off after 1 s here, and log them as stalled clients.
+    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKERS="1", PRODUCER_CLIENT_TIMEOUT="1",
+                             PRODUCER_WORKER_CLASS=worker_class)
+    host, port = service.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        stream = connection.makefile("rb")
+        for pause in (0, 2.5, 0.5):
+            time.sleep(pause)
+            connection.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, body = _read_response(stream)
+            assert status == 200 and json.loads(body)["status"] == "healthy"
+        assert "closed a connection whose client sent or read nothing for too long" not in service.log()
+        # A later request whose head stalls is still let go, without an answer: after the client timeout
+        # (gthread) or the keep-alive time (gevent), no later than an idle connection would be.
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n")
+        started = time.monotonic()
+        assert stream.read() == b""
+        assert time.monotonic() - started < 7
+
+
 def raw_exchange(url: str, request: bytes) -> tuple[int, dict, bytes, bool]:
     """Send raw bytes, read one response; returns status, headers (lower-case names), body, and whether the
     server closed the connection after it."""

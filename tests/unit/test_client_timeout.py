@@ -69,3 +69,37 @@ def test_a_gevent_workers_connections_get_the_timeout_on_their_socket(connection
     assert served == [(worker, 0.25)]
     worker.handle = lambda listener, client, addr: None  # wrapped by something else already: left alone
     assert ClientTimeout.install(worker, 0.25) is False
+
+
+def test_a_gevent_worker_lifts_the_timeout_while_a_kept_alive_connection_awaits_its_next_request(connection,
+                                                                                                 monkeypatch):
+    import gevent
+    from gunicorn.workers.base_async import AsyncWorker
+
+    seen = []
+
+    def serve_three_requests(worker, listener, client, addr):
+        for _ in range(3):
+            with worker.timeout_ctx() as wait:  # what gunicorn's keep-alive loop does around each request head
+                assert isinstance(wait, gevent.Timeout) and wait.seconds == 5
+                seen.append(client.gettimeout())
+            seen.append(client.gettimeout())
+
+    monkeypatch.setattr(AsyncWorker, "handle", serve_three_requests)
+
+    class GeventWorker(AsyncWorker):
+        def handle(self, listener, client, addr):
+            pytest.fail("replaced by ClientTimeout")
+
+        def timeout_ctx(self):
+            pytest.fail("replaced by ClientTimeout")
+
+    worker = GeventWorker.__new__(GeventWorker)
+    worker.cfg = SimpleNamespace(worker_class_str="gevent", keepalive=5)
+    _, client = connection
+    assert ClientTimeout.install(worker, 0.25) is True
+    worker.handle(None, client, ("127.0.0.1", 1))
+    # The first head is read under the client timeout; later ones (an idle kept-alive wait) only under keep-alive.
+    assert seen == [0.25, 0.25, None, 0.25, None, 0.25]
+    with worker.timeout_ctx():  # outside a served connection: a plain keep-alive Timeout
+        pass
