@@ -1,5 +1,5 @@
-"""Command line: python -m bench [--quick] [--repetitions N] [--duration S] [--soak [SECONDS]] [--output FILE]
-[--report FILE]."""
+"""Command line: python -m bench [--quick] [--repetitions N] [--duration S] [--compare-gthread] [--soak [SECONDS]]
+[--output FILE] [--report FILE]."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "rate reached is a little lower")
     parser.add_argument("--output", type=Path, help="results JSON (default bench-results/results.json, "
                                                     "or bench-results/soak.json with --soak)")
+    parser.add_argument("--compare-gthread", action="store_true",
+                        help="also run the service on gthread workers beside it at every load, and report the "
+                             "paired ratios of the two worker classes (adds about a third to the run)")
     parser.add_argument("--keep-broker", action="store_true", help="leave the 'bench' Kafka running at the end")
     parser.add_argument("--report", type=Path, metavar="FILE",
                         help="measure nothing: print the report of a results file an earlier run wrote")
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.soak:
                 results = {"soak": run_soak(wrk, env, args.soak, args.soak_rate, Path(work_dir), log_dir)}
             else:
-                suite = Suite(wrk, cluster, env, run_durations, Path(work_dir), log_dir)
+                suite = Suite(wrk, cluster, env, run_durations, Path(work_dir), log_dir, args.compare_gthread)
                 try:
                     records = suite.run(meta["repetitions"])
                 finally:

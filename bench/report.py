@@ -14,6 +14,7 @@ from bench.suite import (
     CEILING_S,
     LOADS,
     SERVICE,
+    SERVICE_GTHREAD,
 )
 
 WRK_CPU_LIMIT_PCT = 80.0  # one wrk thread can use at most 100% of a core
@@ -45,6 +46,8 @@ def _rows(records: list[dict]) -> list[tuple[str, str]]:
     rows += [(CEILING_B, CEILING_B_LOAD.name), (CEILING_S, CEILING_B_LOAD.name)]
     rows += [(CEILING_K, load.name) for load in LOADS if load.batch == 1]
     rows += [(config, load.name) for config in (SERVICE, BASELINE) for load in LOADS]
+    rows += [(SERVICE_GTHREAD, load.name) for load in LOADS
+             if any(record["config"] == SERVICE_GTHREAD for record in records)]
     return rows
 
 
@@ -85,11 +88,19 @@ def paired_ratios(records: list[dict]) -> list[dict]:
     pairs += [(f"ceiling K / baseline C, {load.name}", (CEILING_K, load.name), (BASELINE, load.name))
               for load in LOADS if load.batch == 1]
     pairs += [(f"service / baseline C, {load.name}", (SERVICE, load.name), (BASELINE, load.name)) for load in LOADS]
+    # --compare-gthread: the service's worker class against gthread, rate and (single messages) p99.
+    pairs += [(f"service / {SERVICE_GTHREAD}, {load.name}", (SERVICE, load.name), (SERVICE_GTHREAD, load.name))
+              for load in LOADS]
     ratios = []
     for name, top, bottom in pairs:
         values = _paired(records, top, bottom, "rate")
         if values:
             ratios.append({"name": name, "median": median(values), "values": values})
+    for load in LOADS:
+        values = _paired(records, (SERVICE, load.name), (SERVICE_GTHREAD, load.name), "p99_ms")
+        if values:
+            ratios.append({"name": f"p99 service / {SERVICE_GTHREAD}, {load.name}", "median": median(values),
+                           "values": values})
     return ratios
 
 
@@ -110,7 +121,7 @@ def latency(records: list[dict], cpus: int) -> list[dict]:
     load that saturates the cores restates the rate; the figures below saturation are the ones that judge latency.
     """
     rows = []
-    for config in (SERVICE, CEILING_K, BASELINE):
+    for config in (SERVICE, CEILING_K, BASELINE, SERVICE_GTHREAD):
         for load in (load for load in LOADS if load.batch == 1):
             runs = [record for record in records if record["config"] == config and record["load"] == load.name
                     and "wrk" in record]
@@ -154,7 +165,7 @@ def wrk_check(records: list[dict]) -> dict:
 def kafka_totals(records: list[dict]) -> list[dict]:
     """Per writing configuration: messages acknowledged to the client, messages Kafka holds, failed checks."""
     totals = []
-    for config in (CEILING_A, CEILING_A0, CEILING_K, SERVICE, BASELINE):
+    for config in (CEILING_A, CEILING_A0, CEILING_K, SERVICE, BASELINE, SERVICE_GTHREAD):
         checks = [record["kafka"] for record in records if record["config"] == config and "kafka" in record]
         if checks:
             totals.append({
@@ -279,7 +290,7 @@ def render(records: list[dict], summary: dict, meta: dict) -> str:
                      f"{row['mean_ms']:>8.1f} {little:>10} {ratio:>25}".rstrip())
     lines += ["", "Worker RSS (MiB, VmRSS) at the end of each run, last repetition:"]
     last = max(record["repetition"] for record in records)
-    for config in (SERVICE, BASELINE):
+    for config in (SERVICE, BASELINE, SERVICE_GTHREAD):
         for load in LOADS:
             record = _find(records, last, config, load.name)
             if record:

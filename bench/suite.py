@@ -19,18 +19,22 @@ from producer_api.config import Settings
 SERVICE, BASELINE, CEILING_A, CEILING_A0, CEILING_B = "service", "baseline C", "ceiling A", "ceiling A0", "ceiling B"
 CEILING_S = "ceiling S"  # the service with Kafka answering at once (bench/apps/no_kafka_conf.py)
 CEILING_K = "ceiling K"  # ceiling B plus the Kafka round trip (bench/apps/kafka_echo_app.py)
+SERVICE_GTHREAD = "svc gthread"  # the service on gunicorn's gthread workers (--compare-gthread)
 TOPICS = {SERVICE: "bench-service", BASELINE: "bench-baseline", CEILING_A: "bench-ceiling",
           CEILING_A0: "bench-ceiling-shipped", CEILING_B: "bench-echo", CEILING_S: "bench-no-kafka",
-          CEILING_K: "bench-echo-kafka"}
-WRITING_CONFIGS = (SERVICE, BASELINE, CEILING_A, CEILING_A0, CEILING_K)
-PORTS = {SERVICE: 18001, BASELINE: 18002, CEILING_B: 18003, CEILING_S: 18004, CEILING_K: 18005}
+          CEILING_K: "bench-echo-kafka", SERVICE_GTHREAD: "bench-service-gthread"}
+WRITING_CONFIGS = (SERVICE, BASELINE, CEILING_A, CEILING_A0, CEILING_K, SERVICE_GTHREAD)
+PORTS = {SERVICE: 18001, BASELINE: 18002, CEILING_B: 18003, CEILING_S: 18004, CEILING_K: 18005,
+         SERVICE_GTHREAD: 18006}
 SERVER_SPECS = {  # gunicorn config file and app, relative to the repository
     SERVICE: ("gunicorn.conf.py", "wsgi:app"),
     BASELINE: ("bench/apps/naive_conf.py", "bench.apps.naive_app:app"),
     CEILING_B: ("gunicorn.conf.py", "bench.apps.echo_app:app"),
     CEILING_S: ("bench/apps/no_kafka_conf.py", "wsgi:app"),
     CEILING_K: ("gunicorn.conf.py", "bench.apps.kafka_echo_app:app"),
+    SERVICE_GTHREAD: ("gunicorn.conf.py", "wsgi:app"),
 }
+SERVER_ENV = {SERVICE_GTHREAD: {"PRODUCER_WORKER_CLASS": "gthread"}}  # on top of the run's environment
 WARMUP_CONNECTIONS = 8
 
 
@@ -79,15 +83,19 @@ class Suite:
     """Runs every configuration once per repetition against the benchmark's own broker."""
 
     def __init__(self, wrk: str, cluster: Cluster, env: dict[str, str], durations: Durations, work_dir: Path,
-                 log_dir: Path):
+                 log_dir: Path, compare_gthread: bool = False):
         self.wrk = wrk
+        # The service a second time on gthread workers, beside the service at every load: worker classes compared
+        # in the same run, as paired ratios.
+        self.server_names = [name for name in SERVER_SPECS if compare_gthread or name != SERVICE_GTHREAD]
         self.cluster = cluster
         self.env = env
         self.settings = Settings.from_env(env)
         self.durations = durations
         self.log_dir = log_dir
         self.counter = OffsetCounter()
-        shapes = [(SERVICE, load.batch) for load in LOADS] + [(BASELINE, load.batch) for load in LOADS]
+        shapes = [(config, load.batch) for config in (SERVICE, BASELINE, SERVICE_GTHREAD) for load in LOADS
+                  if config in self.server_names]
         self.bodies = {
             (config, batch): payload.write_lines(work_dir / f"{TOPICS[config]}-{batch}.txt",
                                                  payload.request_lines(TOPICS[config], batch))
@@ -102,8 +110,9 @@ class Suite:
         """Measure everything `repetitions` times and return one record per measurement."""
         records = []
         for repetition in range(repetitions):
-            servers = {name: Server(name, config, app, PORTS[name], self.env, self._log(name))
-                       for name, (config, app) in SERVER_SPECS.items()}
+            servers = {name: Server(name, *SERVER_SPECS[name], PORTS[name], {**self.env, **SERVER_ENV.get(name, {})},
+                                    self._log(name))
+                       for name in self.server_names}
             try:
                 for server in servers.values():
                     server.start()
@@ -137,7 +146,8 @@ class Suite:
             if load.batch > 1 and LOADS[index - 1].batch == 1:
                 steps.append(self._ceiling_a)
                 steps.append(lambda: self._ceiling_a(as_shipped=True))
-            pair = [servers[SERVICE], servers[BASELINE]]
+            pair = [servers[SERVICE], servers[BASELINE]] + ([servers[SERVICE_GTHREAD]] if SERVICE_GTHREAD in servers
+                                                            else [])
             for server in (pair if repetition % 2 == 0 else reversed(pair)):
                 steps.append(lambda server=server, load=load: self._http(server, load))
         return steps if repetition % 2 == 0 else steps[::-1]

@@ -3,7 +3,8 @@
 import pytest
 
 from bench.report import SATURATED_BUSY_PCT, latency, medians, paired_ratios, targets
-from bench.suite import CEILING_A, CEILING_K, SERVICE
+from bench.suite import CEILING_A, CEILING_K, LOADS, SERVICE, SERVICE_GTHREAD
+from tests.unit.conftest import bench_run
 
 
 def verdicts(records: list[dict]) -> dict:
@@ -52,3 +53,16 @@ def test_latency_calls_a_load_saturated_from_the_threshold_on(bench_records):
 
     at_8[0]["cpu_pct_of_one_core"]["broker"] = 0.2
     assert {row["load"]: row for row in latency(at_8, cpus=2)}["single @8"]["saturated"]
+
+
+def test_the_gthread_service_is_reported_beside_the_service_as_paired_ratios(bench_records):
+    gthread = [bench_run(SERVICE_GTHREAD, load.name, 1_600 * load.batch, p99_ms=40.0) for load in LOADS]
+    ratios = {entry["name"]: entry["median"] for entry in paired_ratios(bench_records + gthread)}
+
+    assert ratios[f"service / {SERVICE_GTHREAD}, single @32"] == pytest.approx(2_000 / 1_600)
+    assert ratios[f"p99 service / {SERVICE_GTHREAD}, single @32"] == pytest.approx(30.0 / 40.0)
+    rows = {(row["config"], row["load"]) for row in medians(bench_records + gthread)}
+    assert (SERVICE_GTHREAD, "batch 100 @8") in rows
+    assert not any(SERVICE_GTHREAD in name for name in
+                   (entry["name"] for entry in paired_ratios(bench_records)))
+    assert verdicts(bench_records + gthread) == verdicts(bench_records)  # the targets judge the service alone
