@@ -11,6 +11,7 @@ from gunicorn.http.errors import ParseException
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import ClientDisconnected
 
+from producer_api import green
 from producer_api.errors import (
     APIError,
     InvalidJSON,
@@ -181,6 +182,8 @@ def load_many(schema: Schema, max_items: int) -> list[dict]:
             loaded.append(schema.load(item))
         except ValidationError as error:
             errors[str(index)] = error.normalized_messages()
+        if index % green.YIELD_EVERY == green.YIELD_EVERY - 1:
+            green.yield_to_other_connections()
     if errors:
         first = next(iter(errors))
         raise InvalidRequest(

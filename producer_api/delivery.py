@@ -6,7 +6,7 @@ import time
 
 from flask import current_app
 
-from producer_api import logs, metrics
+from producer_api import green, logs, metrics
 from producer_api.auth import authorize_topics
 from producer_api.errors import APIError
 from producer_api.kafka_producer import Delivery, current_producer
@@ -30,6 +30,8 @@ def _outgoing(requests: list[dict]) -> list[OutgoingMessage]:
             if len(requests) > 1:
                 error.detail = f"{error.detail} (message at index {index})"
             raise
+        if index % green.YIELD_EVERY == green.YIELD_EVERY - 1:
+            green.yield_to_other_connections()
     return outgoing
 
 

@@ -24,7 +24,7 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecordsBuilder
 from kafka.record.util import encode_varint
 
-from producer_api import metrics
+from producer_api import green, metrics
 from producer_api.config import Settings
 from producer_api.errors import (
     APIError,
@@ -240,6 +240,8 @@ def _append_all_waited(producer: KafkaProducer, messages: list[OutgoingMessage],
             position = 0
             while position < len(indexes):
                 position = _fill_batch(producer, destination, messages, indexes, position, outcomes, now)
+                if len(messages) > green.YIELD_EVERY:
+                    green.yield_to_other_connections()  # and to the I/O greenlet, to send the batch just filled
     finally:
         accumulator._appends_in_progress.decrement()
     return outcomes

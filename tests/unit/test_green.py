@@ -1,0 +1,46 @@
+"""The gevent worker's turns for other connections during long batches (no gunicorn process needed)."""
+
+import pytest
+
+from producer_api import green
+from tests.unit.test_kafka_producer import FakeProducer as AppendingProducer
+
+
+@pytest.fixture
+def turns(monkeypatch):
+    """Count the turns given to other connections, as a gevent worker would give them, every 2 items."""
+    given = []
+    monkeypatch.setattr(green, "_cooperative_sleep", given.append)
+    monkeypatch.setattr(green, "YIELD_EVERY", 2)
+    return given
+
+
+def test_threads_take_turns_by_themselves_so_nothing_is_given(monkeypatch):
+    monkeypatch.setattr(green, "_cooperative_sleep", None)
+    green.yield_to_other_connections()  # outside a gevent worker: returns at once, nothing to call
+
+
+def test_a_gevent_worker_gives_a_turn_by_sleeping_for_no_time(turns):
+    green.yield_to_other_connections()
+    assert turns == [0]
+
+
+def test_a_batch_gives_turns_while_it_is_validated_and_encoded(client, producer, turns):
+    batch = [{"topic": "t", "message": {"n": n}} for n in range(10)]
+    assert client.post("/produce/batch", json=batch).status_code == 200
+    assert len(turns) == 5 + 5  # every 2 of 10 messages read, then every 2 of 10 encoded
+
+
+def test_a_single_message_gives_no_turn(client, producer, turns):
+    assert client.post("/produce", json={"topic": "t", "message": {}}).status_code == 200
+    assert turns == []
+
+
+def test_a_batch_gives_a_turn_after_each_kafka_batch_it_fills(turns):
+    producer = AppendingProducer(batch_size=200)
+    producer.append(20)
+    assert len(producer.batches()) > 1
+    assert len(turns) == len(producer.batches())
+    turns.clear()
+    producer.append(2)  # no more than YIELD_EVERY records: a single request's few records give none
+    assert turns == []
