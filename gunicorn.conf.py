@@ -108,7 +108,7 @@ def post_worker_init(worker):
     green.close_idle_connections_on_stop(worker, STOP_KEEPALIVE_LINGER_S)
     on_thread = KeepAliveOnThread.install(worker)
     one_send = response_send.install()
-    json_errors = gunicorn_http.install()
+    json_errors = gunicorn_http.install(settings.max_body_bytes)
     frozen = heap.freeze_startup_objects()  # last: what the lines above made lives as long as the worker
     worker.log.info("worker %s: serving%s%s%s%s%s (%d start-up objects frozen out of full garbage collections)",
                     worker.pid,
@@ -116,7 +116,8 @@ def post_worker_init(worker):
                     f" (clients silent for {settings.client_timeout_s} s mid-request cut off)" if bounded else "",
                     " (a kept-alive connection's next request served on its thread)" if on_thread else "",
                     " (headers and body sent together)" if one_send else "",
-                    " (gunicorn's own errors as JSON)" if json_errors else "", frozen)
+                    " (gunicorn's own errors as JSON, no 100 Continue over the body limit)" if json_errors else "",
+                    frozen)
 
 
 def pre_request(worker, req):

@@ -380,6 +380,30 @@ def test_a_client_timeout_below_the_keep_alive_time_still_keeps_idle_connections
         assert time.monotonic() - started < 7
 
 
+def test_a_client_expecting_100_continue_is_asked_for_its_body_unless_it_is_over_the_limit(service, new_topic,
+                                                                                            read_topic):
+    # curl sends "Expect: 100-continue" with large bodies and uploads once told "100 Continue": gunicorn said so
+    # before the app ran, so a body announced over PRODUCER_MAX_BODY_BYTES (5 MiB) was uploaded only to be refused.
+    assert service.log().count("(gunicorn's own errors as JSON, no 100 Continue over the body limit)") == 2
+    host, port = service.url.removeprefix("http://").rsplit(":", 1)
+    head = "POST /produce HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(head.format(5 * 1024 * 1024 + 1).encode())
+        answer = read_until_closed(connection)  # the body never sent: the answer comes anyway, then the close
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    detail = json.loads(answer.split(b"\r\n\r\n", 1)[1])["detail"]
+    assert detail == "Request body too large: the limit is 5242880 bytes"
+    topic = new_topic()
+    body = json.dumps({"topic": topic, "message": {"n": 1}}).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(head.format(len(body)).encode())
+        assert connection.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        connection.sendall(body)
+        status, answer = _read_response(connection.makefile("rb"))
+    assert status == 200 and json.loads(answer)["topic"] == topic
+    assert [json.loads(record.value)["n"] for record in read_topic(topic, 1)] == [1]
+
+
 def raw_exchange(url: str, request: bytes) -> tuple[int, dict, bytes, bool]:
     """Send raw bytes, read one response; returns status, headers (lower-case names), body, and whether the
     server closed the connection after it."""
