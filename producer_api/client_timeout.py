@@ -15,7 +15,8 @@ waits for a kept-alive connection's next request on that same socket, so there t
 head of a second or later request is read, and gunicorn's keep-alive limit alone bounds it (silently, as a gthread
 worker's idle connections are let go): a client that sent its last request properly may stay quiet for the
 keep-alive time whatever the client timeout. Such a client could already hold its connection that long by saying
-nothing, so no stalled client holds a connection longer than before.
+nothing, so no stalled client holds a connection longer than before. With a client timeout above the keep-alive time
+(the defaults: 10 s and 5 s) keep-alive ends every such wait first anyway, and nothing is lifted.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ClientTimeout:
         seconds = int(timeout_s)
         self._timeval = struct.pack("ll", seconds, int((timeout_s - seconds) * 1_000_000))
         self._green_clients: dict = {}  # gevent: greenlet -> [its client socket, request heads awaited]
+        self.lift_for_keep_alive = False  # gevent, a client timeout not above keep-alive: see request_head_wait
 
     @classmethod
     def install(cls, worker, timeout_s: float) -> bool:
@@ -49,7 +51,9 @@ class ClientTimeout:
                 return False  # already wrapped: replacing gunicorn's handle() here would skip the wrapper
             timeouts = cls(worker, timeout_s)
             worker.handle = timeouts.handle_green
-            worker.timeout_ctx = timeouts.request_head_wait
+            if timeout_s <= worker.cfg.keepalive:  # otherwise keep-alive ends every wait first, as it should
+                timeouts.lift_for_keep_alive = True
+                worker.timeout_ctx = timeouts.request_head_wait
             return True
         return False
 
@@ -70,9 +74,11 @@ class ClientTimeout:
         gunicorn's GeventWorker.handle() only makes the socket blocking with no timeout (pinned version) before
         the common AsyncWorker.handle(); this sets the timeout instead.
         """
+        client.settimeout(self._timeout_s)
+        if not self.lift_for_keep_alive:
+            return AsyncWorker.handle(self._worker, listener, client, addr)
         from gevent import getcurrent
 
-        client.settimeout(self._timeout_s)
         greenlet = getcurrent()
         self._green_clients[greenlet] = [client, 0]  # the socket, and how many request heads were awaited on it
         try:

@@ -62,7 +62,7 @@ def test_a_gevent_workers_connections_get_the_timeout_on_their_socket(connection
             pytest.fail("gunicorn's GeventWorker.handle() makes the socket wait for ever")
 
     worker = GeventWorker.__new__(GeventWorker)  # no gunicorn process: only what install() and handle() read
-    worker.cfg = SimpleNamespace(worker_class_str="gevent")
+    worker.cfg = SimpleNamespace(worker_class_str="gevent", keepalive=5)
     _, client = connection
     assert ClientTimeout.install(worker, 0.25) is True
     worker.handle(None, client, ("127.0.0.1", 1))
@@ -103,3 +103,16 @@ def test_a_gevent_worker_lifts_the_timeout_while_a_kept_alive_connection_awaits_
     assert seen == [0.25, 0.25, None, 0.25, None, 0.25]
     with worker.timeout_ctx():  # outside a served connection: a plain keep-alive Timeout
         pass
+
+
+def test_a_client_timeout_above_the_keep_alive_time_leaves_gunicorns_keep_alive_wait_alone(connection):
+    from gunicorn.workers.base_async import AsyncWorker
+
+    class GeventWorker(AsyncWorker):
+        def handle(self, listener, client, addr):
+            pytest.fail("replaced by ClientTimeout")
+
+    worker = GeventWorker.__new__(GeventWorker)
+    worker.cfg = SimpleNamespace(worker_class_str="gevent", keepalive=5)
+    assert ClientTimeout.install(worker, 10) is True
+    assert worker.timeout_ctx.__func__ is GeventWorker.timeout_ctx  # keep-alive ends every wait before 10 s do
