@@ -126,9 +126,8 @@ def pre_request(worker, req):
 
 
 def post_request(worker, req, environ, resp):
-    """In a gevent worker, let the other ready connections take their turn (green.py)."""
-    if settings.worker_class == "gevent":
-        green.let_other_connections_run()
+    """In a gevent worker, let the other ready connections take their turn (green.py; threads take turns anyway)."""
+    green.yield_to_other_connections()
 
 
 def worker_exit(server, worker):
