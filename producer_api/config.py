@@ -308,19 +308,25 @@ class Settings:
                                   f"(a file starting with -----BEGIN ...{marker})")
 
     @property
-    def longest_request_s(self) -> float:
-        """The longest a single or batch produce request can take once a stopping worker has stopped accepting.
+    def metadata_wait_s(self) -> float:
+        """The longest a produce request waits before its messages go out (an atomic batch's transaction start too).
 
-        Up to the keep-alive linger of a stopping gthread worker to arrive, a second's check that Kafka answers,
-        the wait for metadata, another second's check, then the delivery timeout and its margin. An atomic batch can
-        take longer (its transaction's start, commit and abort each wait too).
+        A second's check that Kafka answers, the wait for metadata, another second's check.
         """
-        return STOP_KEEPALIVE_LINGER_S + 1.0 + self.max_block_ms / 1000 + 1.0 + self.delivery_timeout_ms / 1000 + 0.25
+        return 1.0 + self.max_block_ms / 1000 + 1.0
 
     @property
-    def produce_timeout_s(self) -> float:
-        """The longest a produce request waits for Kafka: metadata, then delivery, plus a margin."""
-        return (self.max_block_ms + self.delivery_timeout_ms) / 1000 + 1.0
+    def produce_wait_s(self) -> float:
+        """The longest any produce request, atomic batches included, waits on Kafka: metadata, then delivery."""
+        return self.metadata_wait_s + self.delivery_timeout_ms / 1000 + 0.25
+
+    @property
+    def longest_request_s(self) -> float:
+        """The longest a produce request can take once a stopping worker has stopped accepting.
+
+        Up to the keep-alive linger of a stopping gthread worker for it to arrive, then its wait on Kafka.
+        """
+        return STOP_KEEPALIVE_LINGER_S + self.produce_wait_s
 
 
 _PARSERS = {

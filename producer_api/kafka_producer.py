@@ -11,6 +11,7 @@ import selectors
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import kafka.errors as kafka_errors
@@ -640,34 +641,42 @@ class MessageProducer:
 
     def send_atomic(self, messages: list[OutgoingMessage]) -> list[Delivery]:
         """Write all messages in one Kafka transaction: read_committed consumers see all of them or none."""
+        # One deadline for the whole request, as long as a single message's longest wait (Settings.produce_wait_s),
+        # so that a stopping worker's flush keeps its time: waiting for the worker's previous transaction, starting
+        # this one and fetching its metadata share what the check for metadata left of Settings.metadata_wait_s.
+        started = time.monotonic()
         self._replace_if_stuck()
         self._refuse_while_unreachable()
         self._check_destinations(messages, self._producer)
         self._reserve(len(messages))
         try:
+            budget = _TransactionBudget(started + self._settings.metadata_wait_s,
+                                        started + self._settings.produce_wait_s)
             # Waiting for another transaction to end is bounded like waiting for a topic's metadata.
-            if not self._transaction_lock.acquire(timeout=self._settings.max_block_ms / 1000):
+            waited_s = min(budget.left_to_start(), self._settings.max_block_ms / 1000)
+            if not self._transaction_lock.acquire(timeout=waited_s):
                 raise KafkaUnavailable("Failed to produce batch: another transaction of this worker is still running")
             try:
-                return self._run_transaction(messages)
+                return self._run_transaction(messages, budget)
             finally:
                 self._transaction_lock.release()
         finally:
             self._release_count(len(messages))  # a transaction's outcome is known when it returns
 
-    def _run_transaction(self, messages: list[OutgoingMessage]) -> list[Delivery]:
-        producer = self._transactional_producer()
+    def _run_transaction(self, messages: list[OutgoingMessage], budget: _TransactionBudget) -> list[Delivery]:
+        producer = self._transactional_producer(budget)
         try:
             producer.begin_transaction()
-            futures = [
-                producer.send(message.topic, value=message.value, key=message.key,
-                              partition=message.partition, timestamp_ms=message.timestamp_ms)
-                for message in messages
-            ]
-            deadline = time.monotonic() + self._settings.delivery_timeout_ms / 1000
+            with _blocking_at_most(producer, budget.left_to_start()):  # a topic's metadata, if not known yet
+                futures = [
+                    producer.send(message.topic, value=message.value, key=message.key,
+                                  partition=message.partition, timestamp_ms=message.timestamp_ms)
+                    for message in messages
+                ]
+            acknowledged_by = min(time.monotonic() + self._settings.delivery_timeout_ms / 1000, budget.deadline)
             for index, (message, future) in enumerate(zip(messages, futures, strict=True)):
                 try:
-                    future.get(timeout=max(deadline - time.monotonic(), 0.001))
+                    future.get(timeout=max(acknowledged_by - time.monotonic(), 0.001))
                 except kafka_errors.KafkaTimeoutError:
                     # Unlike a lone message, a timed-out one of a transaction that is never committed stays invisible.
                     raise KafkaUnavailable(
@@ -678,7 +687,7 @@ class MessageProducer:
                     error = _as_api_error(failure, message.topic)
                     error.detail += f" (message at index {index}); the transaction was aborted, nothing was written"
                     raise error from None
-            self._commit(producer)
+            self._commit(producer, budget)
         except (APIError, kafka_errors.KafkaError) as error:
             self._discard_transactional(producer)
             if isinstance(error, APIError):
@@ -692,44 +701,48 @@ class MessageProducer:
         return [Delivery(message, future.value.partition, future.value.offset)
                 for message, future in zip(messages, futures, strict=True)]
 
-    def _commit(self, producer: KafkaProducer) -> None:
-        """Commit the open transaction, waiting at most KAFKA_REQUEST_TIMEOUT_MS for the coordinator."""
+    def _commit(self, producer: KafkaProducer, budget: _TransactionBudget) -> None:
+        """Commit the open transaction, waiting at most KAFKA_REQUEST_TIMEOUT_MS or what is left of the budget."""
+        timeout_s = min(self._settings.request_timeout_ms / 1000, budget.left())
+        if timeout_s <= 0:  # nothing asked of the coordinator yet, so the transaction is certainly not committed
+            raise kafka_errors.KafkaTimeoutError("no time left to commit the transaction")
         try:
-            _end_transaction(producer, commit=True, timeout_s=self._settings.request_timeout_ms / 1000)
+            _end_transaction(producer, commit=True, timeout_s=timeout_s)
         except kafka_errors.KafkaTimeoutError:
             # The commit request may have reached the coordinator: the transaction may still be committed.
             raise DeliveryTimeout(
-                f"Failed to produce batch: Timed out after {self._settings.request_timeout_ms} ms waiting for Kafka "
-                "to commit the transaction; it may or may not have been committed (all messages or none)"
+                f"Failed to produce batch: Timed out after {round(timeout_s * 1000)} ms waiting for Kafka to commit "
+                "the transaction; it may or may not have been committed (all messages or none)"
             ) from None
 
     def _discard_transactional(self, producer: KafkaProducer) -> None:
-        """Abort the open transaction and start the next one from a fresh producer.
+        """Abort the open transaction in the background and start the next one from a fresh producer.
 
         kafka-python 3.0.12 can leave a transactional producer in a state it cannot leave after an abort (seen:
         "Invalid transition from BUMPING_PRODUCER_EPOCH to ABORTING_TRANSACTION"). A fresh producer with the same
-        transactional id fences the old one, and the broker aborts whatever the old one left open.
+        transactional id fences the old one, and the broker aborts whatever the old one left open. The request does
+        not wait for the abort: a transaction never committed is never seen by read_committed consumers, and its
+        wait could take the time a stopping worker keeps for flushing.
         """
         self._transactional = None
-        try:
-            _end_transaction(producer, commit=False, timeout_s=self._settings.request_timeout_ms / 1000)
-        except kafka_errors.KafkaError as error:
-            log.warning("could not abort the transaction (%s); the next producer's fencing aborts it", error)
-        threading.Thread(target=_close_quietly, args=(producer, 0.0), daemon=True).start()
+        threading.Thread(target=_abort_and_close, args=(producer, self._settings.request_timeout_ms / 1000),
+                         daemon=True).start()
 
-    def _transactional_producer(self) -> KafkaProducer:
+    def _transactional_producer(self, budget: _TransactionBudget) -> KafkaProducer:
         if self._transactional is None:
             # One transactional id per worker process: transactions of one worker never fence another's.
             transactional_id = f"{self._settings.client_id}-{socket.gethostname()}-{os.getpid()}"
             producer = _new_kafka_producer(self._settings, transactional_id=transactional_id)
+            waited_ms = min(self._settings.max_block_ms, round(budget.left_to_start() * 1000))
             try:
-                producer.init_transactions()
+                with _blocking_at_most(producer, waited_ms / 1000):
+                    producer.init_transactions()
             except kafka_errors.KafkaTimeoutError:
                 _close_quietly(producer, 0.0)
                 # Nothing of the request was sent yet, so this is "unavailable", not "may or may not".
                 raise KafkaUnavailable(
                     f"Failed to produce batch: Kafka's transaction coordinator did not answer within "
-                    f"{self._settings.max_block_ms} ms (KAFKA_MAX_BLOCK_MS); nothing was written"
+                    f"{waited_ms} ms (KAFKA_MAX_BLOCK_MS, or what the request had left of it); nothing was written"
                 ) from None
             except kafka_errors.KafkaError as error:
                 _close_quietly(producer, 0.0)
@@ -954,6 +967,48 @@ def _end_transaction(producer: KafkaProducer, commit: bool, timeout_s: float) ->
     producer._sender.wakeup()
     if not result.wait(timeout_ms=timeout_s * 1000):
         raise kafka_errors.KafkaTimeoutError(f"Timeout after waiting for {timeout_s:g} secs.")
+
+
+class _TransactionBudget:
+    """An atomic batch's deadlines: one to have started its transaction by, one for the whole request."""
+
+    __slots__ = ("started_by", "deadline")
+
+    def __init__(self, started_by: float, deadline: float):
+        self.started_by = started_by
+        self.deadline = deadline
+
+    def left_to_start(self) -> float:
+        """Seconds left to wait for the worker's previous transaction, the coordinator and metadata (at least 1 ms)."""
+        return max(self.started_by - time.monotonic(), 0.001)
+
+    def left(self) -> float:
+        """Seconds left of the whole request; zero or less once it is spent."""
+        return self.deadline - time.monotonic()
+
+
+@contextmanager
+def _blocking_at_most(producer: KafkaProducer, seconds: float):
+    """Within the block, let init_transactions() and send() wait for Kafka at most seconds (pinned version).
+
+    kafka-python reads max_block_ms from its config at each of those calls; an atomic batch shares one deadline
+    among them. Only the thread holding the worker's transaction lock uses the transactional producer.
+    """
+    configured = producer.config["max_block_ms"]
+    producer.config["max_block_ms"] = max(1, min(configured, round(seconds * 1000)))
+    try:
+        yield
+    finally:
+        producer.config["max_block_ms"] = configured
+
+
+def _abort_and_close(producer: KafkaProducer, timeout_s: float) -> None:
+    """Abort a transactional producer's open transaction, waiting at most timeout_s, then close the producer."""
+    try:
+        _end_transaction(producer, commit=False, timeout_s=timeout_s)
+    except kafka_errors.KafkaError as error:
+        log.warning("could not abort the transaction (%s); the next producer's fencing aborts it", error)
+    _close_quietly(producer, 0.0)
 
 
 def _has_fatal_error(producer: KafkaProducer) -> bool:

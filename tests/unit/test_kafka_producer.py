@@ -1,5 +1,6 @@
 """The producer wrapper's changes to kafka-python: wake-ups, the key-hash cache, socket writes, slots."""
 
+import dataclasses
 import selectors
 import socket
 import threading
@@ -17,7 +18,7 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecordsBuilder
 
 from producer_api import kafka_producer
-from producer_api.errors import TooManyPending
+from producer_api.errors import DeliveryTimeout, KafkaUnavailable, TooManyPending
 from producer_api.kafka_producer import (
     _MOST_RECORD_OVERHEAD,
     KeyHashCachingPartitioner,
@@ -27,6 +28,7 @@ from producer_api.kafka_producer import (
     _CoalescedWakeup,
     _end_transaction,
     _Placement,
+    _TransactionBudget,
     _wait_while_requests_fill_the_connection,
 )
 from producer_api.messages import OutgoingMessage
@@ -505,7 +507,8 @@ def test_an_atomic_batch_counts_against_the_pending_limit(unconnected_producer, 
         unconnected_producer.send_atomic([one_message(n) for n in range(3)])
     unconnected_producer._release_count(8)
     ran = []
-    monkeypatch.setattr(unconnected_producer, "_run_transaction", lambda messages: ran.append(len(messages)) or [])
+    monkeypatch.setattr(unconnected_producer, "_run_transaction",
+                        lambda messages, budget: ran.append(len(messages)) or [])
     unconnected_producer.send_atomic([one_message(n) for n in range(3)])
     assert ran == [3] and unconnected_producer.pending == 0
 
@@ -530,6 +533,84 @@ def test_ending_a_transaction_waits_no_longer_than_its_timeout(commit):
         _end_transaction(producer, commit=commit, timeout_s=0.1)
     assert 0.09 <= time.monotonic() - started < 2
     assert producer._sender.wakeups == 1
+
+
+def budget_ending_in(start_s: float, whole_s: float) -> _TransactionBudget:
+    now = time.monotonic()
+    return _TransactionBudget(now + start_s, now + whole_s)
+
+
+def test_a_commit_waits_only_for_what_is_left_of_the_atomic_batchs_time(unconnected_producer):
+    # KAFKA_REQUEST_TIMEOUT_MS alone would let a commit after a slow delivery run past the request's deadline.
+    unconnected_producer._settings = dataclasses.replace(unconnected_producer._settings, request_timeout_ms=5000)
+    producer = SimpleNamespace(_transaction_manager=CoordinatorThatNeverAnswers(), _sender=FakeSender())
+    started = time.monotonic()
+    with pytest.raises(DeliveryTimeout, match="after (2\\d\\d|300) ms waiting for Kafka to commit"):
+        unconnected_producer._commit(producer, budget_ending_in(0, 0.3))
+    assert 0.2 <= time.monotonic() - started < 1.5
+
+
+def test_no_commit_is_asked_for_once_the_atomic_batchs_time_is_spent(unconnected_producer):
+    producer = SimpleNamespace(_transaction_manager=CoordinatorThatNeverAnswers(), _sender=FakeSender())
+    # A timeout before anything was asked of the coordinator: certainly not committed ("nothing was written").
+    with pytest.raises(KafkaTimeoutError, match="no time left"):
+        unconnected_producer._commit(producer, budget_ending_in(0, -0.1))
+    assert producer._sender.wakeups == 0
+
+
+def test_a_failed_transaction_is_aborted_without_holding_the_request(unconnected_producer, monkeypatch):
+    closed = threading.Event()
+    monkeypatch.setattr(kafka_producer, "_close_quietly", lambda producer, timeout: closed.set())
+    unconnected_producer._settings = dataclasses.replace(unconnected_producer._settings, request_timeout_ms=300)
+    coordinator = CoordinatorThatNeverAnswers()
+    producer = SimpleNamespace(_transaction_manager=coordinator, _sender=FakeSender())
+    unconnected_producer._transactional = producer
+    started = time.monotonic()
+    unconnected_producer._discard_transactional(producer)
+    assert time.monotonic() - started < 0.1 and unconnected_producer._transactional is None
+    assert closed.wait(5)  # after the abort had its request timeout, in the background
+    assert producer._sender.wakeups == 1  # the abort was asked for
+
+
+def test_a_transaction_starts_within_what_is_left_of_the_atomic_batchs_time(make_settings):
+    # A real transactional KafkaProducer whose coordinator never answers: init_transactions() would wait the whole
+    # KAFKA_MAX_BLOCK_MS (5 s) on its own.
+    producer = MessageProducer(make_settings(bootstrap_servers="127.0.0.1:1", max_block_ms=5000))
+    try:
+        started = time.monotonic()
+        with pytest.raises(KafkaUnavailable, match="did not answer within (3\\d\\d|400) ms"):
+            producer._transactional_producer(budget_ending_in(0.4, 10))
+        assert 0.3 <= time.monotonic() - started < 2
+        assert producer._transactional is None
+    finally:
+        producer.close(0)
+
+
+def test_an_atomic_batch_waits_for_the_previous_transaction_within_its_time(unconnected_producer, monkeypatch):
+    unconnected_producer._settings = dataclasses.replace(unconnected_producer._settings, max_block_ms=300)
+    monkeypatch.setattr(unconnected_producer, "_run_transaction", lambda messages, budget: [])
+    unconnected_producer._transaction_lock.acquire()  # another request's transaction, still running
+    try:
+        started = time.monotonic()
+        with pytest.raises(KafkaUnavailable, match="another transaction"):
+            unconnected_producer.send_atomic([one_message()])
+        assert 0.25 <= time.monotonic() - started < 1.5
+    finally:
+        unconnected_producer._transaction_lock.release()
+    assert unconnected_producer.pending == 0
+
+
+def test_blocking_at_most_bounds_kafka_pythons_waits_only_within_the_block():
+    producer = SimpleNamespace(config={"max_block_ms": 5000})
+    with kafka_producer._blocking_at_most(producer, 0.25):
+        assert producer.config["max_block_ms"] == 250
+    assert producer.config["max_block_ms"] == 5000
+    with kafka_producer._blocking_at_most(producer, 60):  # never longer than configured
+        assert producer.config["max_block_ms"] == 5000
+    with pytest.raises(RuntimeError), kafka_producer._blocking_at_most(producer, 0):
+        assert producer.config["max_block_ms"] == 1
+        raise RuntimeError
+    assert producer.config["max_block_ms"] == 5000
 
 
 @pytest.mark.parametrize(("sent", "expired"), [(False, True), (True, True), (False, False)])
