@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 
 from producer_api.config import ConfigError, Settings
-from producer_api.kafka_producer import _no_key_password, _producer_config
+from producer_api.kafka_producer.client import _no_key_password, _producer_config
 
 
 def test_defaults_match_the_seed_guide():

@@ -3,7 +3,7 @@
 import pytest
 
 from producer_api import green
-from tests.unit.test_kafka_producer import FakeProducer as AppendingProducer
+from tests.unit.test_kafka_records import FakeProducer as AppendingProducer
 
 
 @pytest.fixture
