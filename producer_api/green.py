@@ -11,9 +11,13 @@ waits on a lock or an event (the log writer's) must not be used by greenlets.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
+import sys
 
 from producer_api import logs
+
+log = logging.getLogger(__name__)
 
 # Items of a batch a request handles between two turns for the worker's other connections: about 1 ms of work.
 YIELD_EVERY = 64
@@ -27,6 +31,13 @@ def patch_for(worker_class: str) -> bool:
         return False
     from gevent import monkey
 
+    early = imported_before_patching()
+    if early:
+        # Their threads, locks and sockets stay the kernel's: a producer waits out KAFKA_CLOSE_TIMEOUT_MS when its
+        # worker stops, and a request waiting on it could stop the whole worker. Seen with the benchmark's own app.
+        log.warning("%s imported before gevent patched this worker (gunicorn --preload, or a config that imports "
+                    "them early?): run with PRODUCER_WORKER_CLASS=gthread, or import them only after post_fork",
+                    ", ".join(early))
     monkey.patch_all()
     logs.use_no_writer_thread()
     global _cooperative_sleep
@@ -34,6 +45,11 @@ def patch_for(worker_class: str) -> bool:
 
     _cooperative_sleep = sleep
     return True
+
+
+def imported_before_patching() -> list[str]:
+    """The modules that must start after gevent's patching (kafka-python, the producer wrapper) already imported."""
+    return [name for name in ("kafka", "producer_api.kafka_producer") if name in sys.modules]
 
 
 def yield_to_other_connections() -> None:

@@ -16,7 +16,9 @@ _project_post_fork = _project["post_fork"]
 
 def post_fork(server, worker):
     """Open the worker's producer as the service does, then answer for Kafka."""
+    _project_post_fork(server, worker)
+    # Only now: imported before the project's post_fork patched the standard library for gevent, kafka-python kept
+    # the unpatched threading, and a stopping worker's producer then waited out KAFKA_CLOSE_TIMEOUT_MS (10 s).
     from producer_api.kafka_producer import Delivery, worker_producer
 
-    _project_post_fork(server, worker)
     worker_producer().send_all = lambda messages, wait=True: [Delivery(message, 0, 0) for message in messages]

@@ -1,5 +1,7 @@
 """The gevent worker's turns for other connections during long batches (no gunicorn process needed)."""
 
+import sys
+
 import pytest
 
 from producer_api import green
@@ -44,3 +46,13 @@ def test_a_batch_gives_a_turn_after_each_kafka_batch_it_fills(turns):
     turns.clear()
     producer.append(2)  # no more than YIELD_EVERY records: a single request's few records give none
     assert turns == []
+
+
+def test_modules_imported_before_gevent_patched_the_worker_are_named(monkeypatch):
+    # A gunicorn config that imported the producer wrapper before post_fork patched left kafka-python on the
+    # kernel's threads (the benchmark's ceiling S: each stopping worker waited 10 s for its producer).
+    monkeypatch.delitem(sys.modules, "kafka", raising=False)
+    monkeypatch.delitem(sys.modules, "producer_api.kafka_producer", raising=False)
+    assert green.imported_before_patching() == []
+    monkeypatch.setitem(sys.modules, "kafka", object())
+    assert green.imported_before_patching() == ["kafka"]
