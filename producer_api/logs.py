@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from datetime import UTC, datetime
 
 import orjson
@@ -33,13 +32,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
-        entry = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,  # upper case, as the guide's `grep ERROR` expects
-            "logger": record.name,
-            "pid": record.process,
-            "message": record.getMessage(),
-        }
+        entry = _entry(record.created, record.levelname, record.name, record.process, record.getMessage())
         fields = getattr(record, "fields", None) or {}
         if "request_id" not in fields and has_request_context() and "request_id" in g:
             entry["request_id"] = g.request_id
@@ -48,11 +41,26 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         elif record.stack_info:
             entry["stack"] = record.stack_info
-        try:
-            # orjson: 0.2 us against 3.6 us for json.dumps here, on every line (the access line of every request).
-            return orjson.dumps(entry, default=str).decode()
-        except TypeError:  # what orjson refuses (integers beyond 64 bits, lone surrogates, non-string keys)
-            return json.dumps(entry, ensure_ascii=False, default=str)
+        return _json_line(entry)
+
+
+def _entry(created: float, level: str, logger: str, pid: int | None, message: str) -> dict:
+    """The fields every line starts with."""
+    return {
+        "time": datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds"),
+        "level": level,  # upper case, as the guide's `grep ERROR` expects
+        "logger": logger,
+        "pid": pid,
+        "message": message,
+    }
+
+
+def _json_line(entry: dict) -> str:
+    try:
+        # orjson: 0.2 us against 3.6 us for json.dumps here, on every line (the access line of every request).
+        return orjson.dumps(entry, default=str).decode()
+    except TypeError:  # what orjson refuses (integers beyond 64 bits, lone surrogates, non-string keys)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 MAX_QUEUED_LINES = 10000  # past this, a logging thread writes itself instead of queueing: memory stays bounded
@@ -93,18 +101,23 @@ class BatchingStreamHandler(logging.Handler):
         if not self.filter(record):
             return False
         try:
-            self._pending.append(self.format(record))
+            line = self.format(record)
         except Exception:  # noqa: BLE001 - logging must never break the request
             self.handleError(record)
             return False
+        self.write_line(line)
+        return True
+
+    def write_line(self, line: str) -> None:
+        """Queue a formatted line for the writer thread, or write it now (see the class's docstring)."""
+        self._pending.append(line)
         if (not self.writer_thread or threading.current_thread() is threading.main_thread()
                 or len(self._pending) > MAX_QUEUED_LINES):
             self.flush()  # also when the writer falls behind (stderr blocked): wait for it, as StreamHandler would
-            return True
+            return
         if self._writer is None:
             self._start_writer()
         self._wake.set()
-        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue one record (handle() is the usual way in)."""
@@ -275,6 +288,10 @@ def assign_request_id() -> str:
     return request_id
 
 
+_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (4 << 76) | (0x8000 << 48)
+
+
 def _new_request_id() -> str:
     """A random version-4 UUID as 32 hex digits, from the random module instead of the OS.
 
@@ -282,7 +299,8 @@ def _new_request_id() -> str:
     then waits to get back. A request id needs to be unique, not secret; the random module is reseeded in every
     forked worker.
     """
-    return uuid.UUID(int=random.getrandbits(128), version=4).hex
+    # The version and variant bits as uuid.UUID(int=..., version=4) sets them, without building the object (2 us).
+    return "%032x" % (random.getrandbits(128) & _UUID4_KEEP | _UUID4_SET)
 
 
 def note_messages(topics, count: int) -> None:
@@ -316,4 +334,42 @@ def log_access(response: Response, duration_ms: float) -> None:
     api_key = this_g.get("api_key")
     if api_key is not None:
         fields["api_key"] = api_key.name  # the key's name only, never the key
-    access_log.info("%s %s %d", method, path, status, extra={"fields": fields})
+    message = f"{method} {path} {status}"
+    handler = _sole_access_handler()
+    if handler is None:
+        access_log.info("%s", message, extra={"fields": fields})
+        return
+    entry = _entry(time.time(), "INFO", access_log.name, os.getpid(), message)
+    entry.update(fields)
+    handler.write_line(_json_line(entry))
+
+
+# Filters of the service's handler that pass an access line through unchanged.
+_ACCESS_NEUTRAL_FILTERS = (ClientCausedFilter, RepeatedKafkaLineFilter)
+
+
+def _sole_access_handler() -> BatchingStreamHandler | None:
+    """The service's handler, if an access line would reach it and nothing else (logging_config()); else None.
+
+    Through logging, a record and its trip through the loggers and filters cost 4 us of the access line's 7 (the
+    largest of the service's own costs per request, ahead of validation); the line written straight to the handler
+    is the same. Any other configuration (another handler, a filter, a formatter: pytest's caplog) goes through
+    logging as before.
+    """
+    if access_log.filters or access_log.disabled:
+        return None
+    handlers = []
+    logger = access_log
+    while logger is not None:  # as Logger.callHandlers walks them
+        handlers.extend(logger.handlers)
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    if len(handlers) != 1:
+        return None
+    handler = handlers[0]
+    if (type(handler) is not BatchingStreamHandler or type(handler.formatter) is not JsonFormatter
+            or handler.level > logging.INFO
+            or not all(isinstance(neutral, _ACCESS_NEUTRAL_FILTERS) for neutral in handler.filters)):
+        return None
+    return handler

@@ -1,15 +1,17 @@
 """JSON log lines with a fake producer: request ids, the access line's fields, and nothing secret in them."""
 
+import io
 import json
 import logging
 import os
+import random
 import re
 import sys
 import uuid
 
 import pytest
 
-from producer_api import create_app
+from producer_api import create_app, logs
 from producer_api.config import ApiKey
 from producer_api.errors import KafkaUnavailable
 from producer_api.logs import (
@@ -371,3 +373,80 @@ def test_server_error_answers_are_error_lines_at_most_once_a_second_for_each_sta
         assert client.post("/produce", json={"topic": "t", "message": {}}).status_code == 503
     [line] = [record for record in caplog.records if record.name == "producer_api.errors"]
     assert line.levelname == "ERROR" and line.getMessage() == "answered 503: Failed to produce message: down"
+
+
+@pytest.fixture
+def service_logging(monkeypatch):
+    """The service's handler as logging_config() sets it up, writing to a buffer, the only one access lines reach.
+
+    It hangs on the access logger, which stops there: pytest adds its own handlers to the root logger.
+    """
+    stream = io.StringIO()
+    handler = logs.BatchingStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(ClientCausedFilter())
+    handler.addFilter(RepeatedKafkaLineFilter())
+    access = logging.getLogger("producer_api.access")
+    monkeypatch.setattr(access, "handlers", [handler])
+    monkeypatch.setattr(access, "propagate", False)
+    monkeypatch.setattr(access, "level", logging.INFO)
+    return stream
+
+
+def drop_pytest_handlers() -> None:
+    """Take off the handlers pytest's logging plugin adds for the test's call, so that the service's is the only one."""
+    access = logging.getLogger("producer_api.access")
+    access.handlers[:] = [handler for handler in access.handlers if type(handler) is logs.BatchingStreamHandler]
+
+
+def written_entries(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_the_access_line_written_straight_is_the_line_logging_writes(client, service_logging, monkeypatch):
+    drop_pytest_handlers()
+    assert logs._sole_access_handler() is not None
+    monkeypatch.setattr(random, "getrandbits", lambda bits: 7 << 100)  # the same request id both times
+    client.post("/produce", json={"topic": "t", "message": {"a": 1}})
+    monkeypatch.setattr(logs, "_sole_access_handler", lambda: None)  # through logging, as before
+    client.post("/produce", json={"topic": "t", "message": {"a": 1}})
+    straight, through_logging = written_entries(service_logging)
+    for entry in (straight, through_logging):
+        assert entry.pop("time") and entry.pop("duration_ms") >= 0
+    assert straight == through_logging
+    assert straight["message"] == "POST /produce 200" and straight["logger"] == "producer_api.access"
+
+
+@pytest.mark.parametrize("change", ["another handler", "a filter on the access logger", "another formatter"])
+def test_any_other_logging_set_up_gets_the_access_line_through_logging(client, service_logging, change):
+    drop_pytest_handlers()
+    access = logging.getLogger("producer_api.access")
+    assert logs._sole_access_handler() is not None
+    seen = []
+    if change == "another handler":
+        collector = logging.Handler()
+        collector.emit = seen.append
+        access.handlers.append(collector)
+    elif change == "a filter on the access logger":
+        access.addFilter(lambda record: seen.append(record) or True)
+    else:
+        access.handlers[0].setFormatter(logging.Formatter("%(message)s"))
+    try:
+        assert logs._sole_access_handler() is None
+        client.post("/produce", json={"topic": "t", "message": {"a": 1}})
+    finally:
+        access.filters.clear()
+    if change == "another formatter":
+        assert service_logging.getvalue() == "POST /produce 200\n"
+    else:
+        assert [record.getMessage() for record in seen] == ["POST /produce 200"]
+
+
+def test_request_ids_are_the_hex_of_a_version_4_uuid(monkeypatch):
+    for bits in (0, (1 << 128) - 1, 0x0123456789ABCDEF0123456789ABCDEF):
+        monkeypatch.setattr(random, "getrandbits", lambda size, bits=bits: bits)
+        assert _new_request_id() == uuid.UUID(int=bits, version=4).hex
+    monkeypatch.undo()
+    ids = {_new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(uuid.UUID(hex=value).version == 4 and uuid.UUID(hex=value).variant == uuid.RFC_4122 for value in ids)
