@@ -22,8 +22,12 @@ from kafka.partitioner import DefaultPartitioner
 from bench.payload import USER_IDS, produce_request
 from producer_api import heap
 from producer_api.config import Settings
-from producer_api.kafka_producer import client as kafka_client
-from producer_api.kafka_producer.client import _new_kafka_producer, _producer_config
+from producer_api.kafka_producer.client import (
+    _new_kafka_producer,
+    _producer_config,
+    _sock_recv_as_shipped,
+    _write_to_sock_as_shipped,
+)
 from producer_api.messages import to_outgoing
 
 MAX_MESSAGES_PER_PROCESS = 5_000_000
@@ -32,8 +36,8 @@ MAX_MESSAGES_PER_PROCESS = 5_000_000
 def _new_producer(settings: Settings, as_shipped: bool) -> KafkaProducer:
     if as_shipped:
         # This process only sends: undo the service's process-wide changes to kafka-python (socket I/O).
-        KafkaTCPTransport._write_to_sock = kafka_client._write_to_sock_as_shipped
-        KafkaTCPTransport._sock_recv = kafka_client._sock_recv_as_shipped
+        KafkaTCPTransport._write_to_sock = _write_to_sock_as_shipped
+        KafkaTCPTransport._sock_recv = _sock_recv_as_shipped
         as_shipped_options = {"partitioner": DefaultPartitioner(), "selector": selectors.DefaultSelector}
         return KafkaProducer(**{**_producer_config(settings), **as_shipped_options})
     return _new_kafka_producer(settings)
