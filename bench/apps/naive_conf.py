@@ -6,11 +6,12 @@ from pathlib import Path
 _project = runpy.run_path(str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py"))
 _settings = _project["settings"]
 
-# Server socket, workers and logging exactly as the service's
+# Server socket, worker count and logging as the service's; the worker class is the first version, whatever
+# the service runs on (its default became gevent): gthread workers x 16 threads.
 bind = _project["bind"]
 workers = _project["workers"]
-worker_class = _project["worker_class"]
-threads = _project["threads"]
+worker_class = "gthread"
+threads = 16
 timeout = _project["timeout"]
 graceful_timeout = _project["graceful_timeout"]
 keepalive = _project["keepalive"]
