@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ./run.sh         Serve the Producer API on :8001 in the foreground; without KAFKA_BOOTSTRAP_SERVERS it first
 #                  fetches and starts a local Kafka broker on localhost:9092. Ctrl-C stops what it started.
-# ./run.sh test    Run the test suite (unit tests, then integration tests against a real broker).
+# ./run.sh test    Run the test suite (unit tests, then integration tests against a real broker), then the
+#                  stock-path tests again with PRODUCER_TUNING=off (every change to a library's internals off).
 # Both create .venv and install the pinned requirements on first use.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -57,7 +58,12 @@ run_tests() {
     if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
         .venv/bin/python -m local_kafka fetch >/dev/null  # the integration tests start their own broker
     fi
-    exec .venv/bin/python -m pytest "$@"
+    if [ $# -gt 0 ]; then
+        exec .venv/bin/python -m pytest "$@"
+    fi
+    .venv/bin/python -m pytest
+    echo "run.sh: the stock-path tests again, on the libraries as shipped (PRODUCER_TUNING=off)" >&2
+    PRODUCER_TUNING=off .venv/bin/python -m pytest -m stock_path tests/integration
 }
 
 case "${1:-serve}" in

@@ -23,7 +23,7 @@ from bench.soak import render_soak, run_soak
 from bench.suite import SERVICE, TOPICS, WRITING_CONFIGS, Durations, Suite, progress
 from local_kafka.cluster import Cluster, ClusterError
 from producer_api.config import ConfigError, Settings
-from producer_api.messages import to_outgoing
+from producer_api.core.messages import to_outgoing
 
 RESULTS_DIR = REPO_DIR / "bench-results"
 FULL = Durations(single_s=7, batch_s=10, ceiling_s=7, warmup_s=2)

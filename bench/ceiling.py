@@ -9,38 +9,29 @@ and socket handling: the difference between the two is what the service's change
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import queue
-import selectors
 import threading
 import time
 
 from kafka import KafkaProducer
-from kafka.net.transport import KafkaTCPTransport
 from kafka.partitioner import DefaultPartitioner
 
 from bench.payload import USER_IDS, produce_request
-from producer_api import heap
 from producer_api.config import Settings
-from producer_api.kafka_producer.client import (
-    _new_kafka_producer,
-    _producer_config,
-    _sock_recv_as_shipped,
-    _write_to_sock_as_shipped,
-)
-from producer_api.messages import to_outgoing
+from producer_api.core.messages import to_outgoing
+from producer_api.kafka.options import new_kafka_producer
+from producer_api.server import heap
 
 MAX_MESSAGES_PER_PROCESS = 5_000_000
 
 
 def _new_producer(settings: Settings, as_shipped: bool) -> KafkaProducer:
     if as_shipped:
-        # This process only sends: undo the service's process-wide changes to kafka-python (socket I/O).
-        KafkaTCPTransport._write_to_sock = _write_to_sock_as_shipped
-        KafkaTCPTransport._sock_recv = _sock_recv_as_shipped
-        as_shipped_options = {"partitioner": DefaultPartitioner(), "selector": selectors.DefaultSelector}
-        return KafkaProducer(**{**_producer_config(settings), **as_shipped_options})
-    return _new_kafka_producer(settings)
+        # The service's options with none of its tuning, and kafka-python's own partitioner.
+        return new_kafka_producer(dataclasses.replace(settings, tuning=False), partitioner=DefaultPartitioner())
+    return new_kafka_producer(settings)
 
 
 def _produce(settings: Settings, topic: str, duration_s: float, as_shipped: bool, start, results) -> None:

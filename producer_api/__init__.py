@@ -9,11 +9,12 @@ __version__ = "1.0.0"
 
 def create_app(settings=None, producer=None) -> Flask:
     """Build the Flask app; without a producer it uses the gunicorn worker's producer opened in post_fork."""
-    from producer_api import auth, docs, kafka_producer, metrics, produce, root
+    from producer_api.api import auth, docs, observe, produce, root
+    from producer_api.api import producer as app_producer
+    from producer_api.api.errors import register_error_handlers
+    from producer_api.api.json_provider import OrjsonProvider
+    from producer_api.api.openapi import build_spec
     from producer_api.config import Settings
-    from producer_api.errors import register_error_handlers
-    from producer_api.json_provider import OrjsonProvider
-    from producer_api.openapi import build_spec
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -24,9 +25,9 @@ def create_app(settings=None, producer=None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     register_error_handlers(app)
-    metrics.init_app(app)
+    observe.init_app(app)
     auth.init_app(app)
-    kafka_producer.init_app(app, producer)
+    app_producer.init_app(app, producer)
     for blueprint in (root.bp, produce.bp, docs.bp):
         app.register_blueprint(blueprint)
     app.extensions["openapi"] = build_spec(app, __version__, settings.max_batch_messages)

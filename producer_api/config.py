@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from producer_api.tuning import NAMES as TUNING_NAMES
+
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 # How long a stopping gthread worker (gunicorn 27) still answers requests on its kept-alive connections; a gevent
-# worker closes them as late (producer_api/green.py).
+# worker closes them as late (producer_api/server/tuning/idle_close_on_stop.py).
 STOP_KEEPALIVE_LINGER_S = 2.0
 # The module kafka-python imports for a codec, and the package that provides it; gzip is in the standard library.
 _COMPRESSION_PACKAGES = {
@@ -91,6 +93,15 @@ def _patterns(name: str, raw: str) -> tuple[str, ...]:
     return tuple(pattern.strip() for pattern in raw.split(",") if pattern.strip())
 
 
+def _tuning_names(name: str, raw: str) -> tuple[str, ...]:
+    names = _patterns(name, raw)
+    unknown = sorted(set(names) - TUNING_NAMES)
+    if unknown:
+        raise ConfigError(f"{name} names no tuning called {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(TUNING_NAMES))})")
+    return names
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A client credential: a name that is safe to log, the secret, and the topic patterns it may write."""
@@ -152,9 +163,8 @@ class Settings:
     bootstrap_servers: str = field(default="localhost:9092", metadata={"env": "KAFKA_BOOTSTRAP_SERVERS"})
     client_id: str = field(default="python-producer-api", metadata={"env": "KAFKA_CLIENT_ID"})
     api_version: tuple[int, ...] = field(default=(4, 1), metadata={"env": "KAFKA_API_VERSION"})
-    # Measured (README, Benchmark): no linger and at most 2 produce requests in flight per broker answers a lone
-    # request in 2.4 ms instead of 4 (linger 1) or 9 (linger 5), and still batches under load, because what
-    # arrives while 2 requests are in flight waits and leaves together.
+    # No linger and at most 2 produce requests in flight per broker: a lone request leaves at once, and under load
+    # what arrives while 2 requests are in flight waits and leaves together (docs/performance.md).
     linger_ms: int = field(default=0, metadata={"env": "KAFKA_LINGER_MS"})
     max_in_flight: int = field(default=2, metadata={"env": "KAFKA_MAX_IN_FLIGHT_REQUESTS"})
     batch_size: int = field(default=16384, metadata={"env": "KAFKA_BATCH_SIZE"})
@@ -183,8 +193,8 @@ class Settings:
     port: int = field(default=8001, metadata={"env": "PRODUCER_PORT"})
     workers: int = field(default=2, metadata={"env": "PRODUCER_WORKERS"})
     # gevent: up to PRODUCER_WORKER_CONNECTIONS connections on greenlets in one thread per worker; gthread:
-    # PRODUCER_THREADS requests at once on threads. Measured (README, Benchmark: worker classes): gevent answered
-    # 1.2-1.6x the single messages of gthread with half its p99 at 32 connections, batches alike.
+    # PRODUCER_THREADS requests at once on threads. gevent is the default: it serves more single messages with a
+    # lower p99 (docs/performance.md).
     worker_class: str = field(default="gevent", metadata={"env": "PRODUCER_WORKER_CLASS"})
     threads: int = field(default=16, metadata={"env": "PRODUCER_THREADS"})
     worker_connections: int = field(default=1000, metadata={"env": "PRODUCER_WORKER_CONNECTIONS"})
@@ -202,6 +212,9 @@ class Settings:
     topic_deny: tuple[str, ...] = field(default=("__*",), metadata={"env": "PRODUCER_TOPIC_DENY"})
     protect_docs: bool = field(default=False, metadata={"env": "PRODUCER_PROTECT_DOCS"})
     protect_metrics: bool = field(default=False, metadata={"env": "PRODUCER_PROTECT_METRICS"})
+    # Changes to libraries' internals (producer_api/tuning.py, docs/tuning.md): all of them, or none
+    tuning: bool = field(default=True, metadata={"env": "PRODUCER_TUNING"})
+    tuning_skip: tuple[str, ...] = field(default=(), metadata={"env": "PRODUCER_TUNING_SKIP"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -360,6 +373,8 @@ _PARSERS = {
     "topic_deny": _patterns,
     "protect_docs": _boolean,
     "protect_metrics": _boolean,
+    "tuning": _boolean,
+    "tuning_skip": _tuning_names,
     "host": lambda name, raw: raw,
     "port": lambda name, raw: _integer(name, raw, 1, 65535),
     "workers": lambda name, raw: _integer(name, raw, 1, 64),

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from producer_api.bodies import read_json
-from producer_api.delivery import SENT
-from producer_api.messages import iso_utc
+from producer_api.api.bodies import read_json
+from producer_api.core.delivery import SENT
+from producer_api.core.messages import iso_utc
 
 
 def create_echo_app(place: Callable[[dict], tuple[int, int]] | None = None) -> Flask:

@@ -10,8 +10,8 @@ post_fork opens the worker's producer.
 from __future__ import annotations
 
 from bench.apps.echo_app import create_echo_app
-from producer_api.kafka_producer import worker_producer
-from producer_api.messages import to_outgoing
+from producer_api.core.messages import to_outgoing
+from producer_api.kafka.worker import worker_producer
 
 
 def send_and_wait(document: dict) -> tuple[int, int]:

@@ -19,6 +19,7 @@ def post_fork(server, worker):
     _project_post_fork(server, worker)
     # Only now: imported before the project's post_fork patched the standard library for gevent, kafka-python kept
     # the unpatched threading, and a stopping worker's producer then waited out KAFKA_CLOSE_TIMEOUT_MS (10 s).
-    from producer_api.kafka_producer import Delivery, worker_producer
+    from producer_api.core.messages import Delivery
+    from producer_api.kafka.worker import worker_producer
 
     worker_producer().send_all = lambda messages, wait=True: [Delivery(message, 0, 0) for message in messages]

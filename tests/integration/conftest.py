@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,7 +24,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 
 from local_kafka import Cluster
 from producer_api import create_app
-from producer_api.kafka_producer import MessageProducer
+from producer_api.kafka.producer import MessageProducer
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 KAFKA_IMAGE = "apache/kafka:4.1.1"
@@ -227,7 +229,8 @@ def live_settings(broker):
     """Settings for a producer on the test broker."""
     from producer_api.config import Settings
 
-    return Settings(bootstrap_servers=broker.bootstrap_servers, max_block_ms=3000)
+    return dataclasses.replace(Settings.from_env({"PRODUCER_TUNING": os.environ.get("PRODUCER_TUNING", "on")}),
+                               bootstrap_servers=broker.bootstrap_servers, max_block_ms=3000)
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +245,11 @@ def live_producer(live_settings):
 def live_client(live_settings, live_producer):
     """A Flask test client whose app writes to the real broker."""
     return create_app(live_settings, producer=live_producer).test_client()
+
+
+def tuning_applied(log: str) -> list[str]:
+    """The names of the tuning every worker's "serving" line says it applied, all workers' together."""
+    return [name for names in re.findall(r": serving \(tuning: ([^;]*);", log) for name in names.split(", ")]
 
 
 def http(method: str, url: str, body: bytes | str | None = None, headers: dict | None = None, timeout=30):

@@ -67,6 +67,7 @@ def _restart(cluster: Cluster, node_ids: list[int]) -> None:
     cluster.wait_ready(timeout=120, nodes=cluster.nodes)
 
 
+@pytest.mark.stock_path
 def test_leader_failover_under_load_loses_and_duplicates_nothing(trio, trio_topic, start_gunicorn, capsys):
     service = start_gunicorn(trio.bootstrap_servers)
     leader = trio.leader(trio_topic)

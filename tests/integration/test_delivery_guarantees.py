@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from producer_api import create_app
 from producer_api.config import WORKER_CLASSES
-from producer_api.kafka_producer import MessageProducer
+from producer_api.kafka.producer import MessageProducer
 from tests.integration.conftest import http
 
 
@@ -50,6 +50,7 @@ def make_client(make_settings, broker):
         producer.close(5)
 
 
+@pytest.mark.stock_path
 def test_fire_and_forget_is_202_and_delivered(make_client, new_topic, read_topic):
     client, producer = make_client()
     topic = new_topic()
@@ -65,6 +66,7 @@ def test_fire_and_forget_is_202_and_delivered(make_client, new_topic, read_topic
     assert producer.queued_failures == 0 and producer.pending == 0
 
 
+@pytest.mark.stock_path
 def test_concurrent_requests_are_all_acknowledged_and_read_back(make_client, new_topic, read_topic):
     """Many threads sending at once: a wake-up of the I/O thread lost between them would leave requests waiting
     until their delivery timeout (seen with a wrong coalescing of wake-ups: 16 of 1,600 requests)."""
@@ -126,6 +128,7 @@ def test_backpressure_answers_429_instead_of_queueing_more(make_client, own_brok
     assert values == [-1, *queued]
 
 
+@pytest.mark.stock_path
 @pytest.mark.own_broker
 def test_fire_and_forget_recovers_after_its_queued_messages_expired(make_client, own_broker, new_topic, read_topic):
     client, producer = make_client(request_timeout_ms=1000, delivery_timeout_ms=2000)
@@ -154,6 +157,7 @@ def test_fire_and_forget_recovers_after_its_queued_messages_expired(make_client,
     assert {-1, *accepted} <= values  # the expired ones may or may not have reached the broker before it paused
 
 
+@pytest.mark.stock_path
 @pytest.mark.own_broker
 def test_atomic_batch_against_a_paused_broker_answers_in_time_then_recovers(make_client, own_broker, broker,
                                                                             new_topic):
@@ -178,6 +182,7 @@ def test_atomic_batch_against_a_paused_broker_answers_in_time_then_recovers(make
     assert values[:3] == [0, 1, 2] and values[-1] == 4 and 3 not in values
 
 
+@pytest.mark.stock_path
 def test_partial_batch_failure_is_207_with_each_result(make_client, new_topic, read_topic):
     client, _ = make_client()
     topic = new_topic(partitions=1, max_message_bytes="1000")
@@ -214,6 +219,7 @@ def test_batch_whose_messages_all_fail_is_never_200(make_client, new_topic, end_
     assert end_offsets(topic) == {0: 0}
 
 
+@pytest.mark.stock_path
 def test_atomic_batch_is_seen_whole_by_read_committed(make_client, broker, new_topic):
     client, _ = make_client()
     topic = new_topic()
@@ -228,6 +234,7 @@ def test_atomic_batch_is_seen_whole_by_read_committed(make_client, broker, new_t
     assert len(read_committed(broker.bootstrap_servers, topic)) == 23
 
 
+@pytest.mark.stock_path
 def test_atomic_batch_failing_in_the_middle_writes_nothing_visible(make_client, broker, new_topic):
     client, _ = make_client()
     topic = new_topic(partitions=1, max_message_bytes="1000")
@@ -289,6 +296,7 @@ def _acknowledged_ids(outcomes):
     return [i for outcome in outcomes if outcome.status == 200 for i in outcome.ids]
 
 
+@pytest.mark.stock_path
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)
 def test_sigterm_under_load_completes_in_flight_requests(broker, start_gunicorn, new_topic, read_topic, worker_class):
     service = start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKER_CLASS=worker_class)
@@ -309,6 +317,7 @@ def test_sigterm_under_load_completes_in_flight_requests(broker, start_gunicorn,
     assert set(acknowledged) <= set(found) and len(found) == len(set(found))
 
 
+@pytest.mark.stock_path
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)
 def test_sigterm_flushes_fire_and_forget_messages(broker, start_gunicorn, new_topic, read_topic, worker_class):
     service = start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKER_CLASS=worker_class)
@@ -350,6 +359,7 @@ def test_killed_worker_is_replaced_with_its_own_producer(broker, start_gunicorn,
     assert set(acknowledged) <= set(found) and len(found) == len(set(found))
 
 
+@pytest.mark.stock_path
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)
 def test_fire_and_forget_and_atomic_batches_work_under_gunicorn(broker, start_gunicorn, new_topic, read_topic,
                                                                  worker_class):

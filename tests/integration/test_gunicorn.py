@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from producer_api.config import WORKER_CLASSES
-from tests.integration.conftest import http
+from tests.integration.conftest import http, tuning_applied
 
 SLOW_SECOND_WORKER_CONF = Path(__file__).with_name("slow_second_worker_conf.py")
 
@@ -36,6 +36,7 @@ def service(request, broker, start_gunicorn):
     return start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKER_CLASS=request.param)
 
 
+@pytest.mark.stock_path
 def test_seed_root_and_health(service):
     status, _, body = http("GET", service.url + "/")
     assert status == 200
@@ -46,6 +47,7 @@ def test_seed_root_and_health(service):
     assert body["status"] == "healthy" and body["kafka_connected"] is True
 
 
+@pytest.mark.stock_path
 def test_seed_single_message_is_read_back(service, new_topic, read_topic):
     topic = new_topic()
     status, _, body = http("POST", service.url + "/produce", SEED_SINGLE % topic,
@@ -57,6 +59,7 @@ def test_seed_single_message_is_read_back(service, new_topic, read_topic):
     assert json.loads(record.value)["data"] == "Hello from API!"
 
 
+@pytest.mark.stock_path
 def test_seed_batch_without_content_type_is_read_back(service, new_topic, read_topic):
     topic = new_topic()
     batch = json.dumps([{"topic": topic, "message": {"id": 1}}, {"topic": topic, "message": {"id": 2}}])
@@ -68,6 +71,7 @@ def test_seed_batch_without_content_type_is_read_back(service, new_topic, read_t
     assert {(r["partition"], r["offset"]) for r in body["results"]} == {(r.partition, r.offset) for r in records}
 
 
+@pytest.mark.stock_path
 def test_concurrent_requests_on_both_workers_are_all_in_kafka(service, new_topic, read_topic):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -123,6 +127,7 @@ def test_broker_down_at_start_workers_still_boot_and_answer_503(start_gunicorn, 
     assert status == 503 and headers["Retry-After"] and body["detail"]
 
 
+@pytest.mark.stock_path
 def test_sigterm_flushes_and_exits_within_the_graceful_timeout(service):
     http("GET", service.url + "/health")
     service.process.send_signal(signal.SIGTERM)
@@ -164,7 +169,7 @@ def test_connections_opened_together_are_spread_over_the_workers(service):
     # A client pool opening its keep-alive connections at once often landed them all on one worker under load
     # (measured with wrk -c8: 3 runs in 8); this checks the balance is in place in every worker and spreads an
     # idle service's connections. tests/unit/test_balance.py checks the deferring itself.
-    assert service.log().count("(new connections balanced over workers)") == 2
+    assert tuning_applied(service.log()).count("connection_balance") == 2
     connections = _connect_at_once(service, 8)
     try:
         _assert_answered_and_spread(service, connections)
@@ -257,10 +262,7 @@ def _read_response(stream) -> tuple[int, bytes]:
 def test_a_kept_alive_connection_serves_requests_at_once_after_a_pause_and_pipelined(service, new_topic,
                                                                                      read_topic):
     # A pool thread serves the next request of its connection if it follows within a moment, and hands the
-    # connection back to gunicorn's poller otherwise (producer_api/keepalive.py): both paths, on one connection
-    # (gthread only: a gevent worker's greenlet keeps its connection anyway.)
-    on_thread = 2 if "Using worker: gthread" in service.log() else 0
-    assert service.log().count("(a kept-alive connection's next request served on its thread)") == on_thread
+    # connection back to gunicorn's poller otherwise: both paths, on one connection.
     topic = new_topic(partitions=1)
     host, port = service.url.removeprefix("http://").rsplit(":", 1)
     connection = HTTPConnection(host, int(port), timeout=30)
@@ -286,8 +288,9 @@ def test_a_kept_alive_connection_serves_requests_at_once_after_a_pause_and_pipel
 
 
 def test_workers_send_headers_and_body_together_and_clients_read_them(service):
-    # producer_api/response_send.py, installed in post_worker_init: every worker, and responses still parse.
-    assert service.log().count("(headers and body sent together)") == 2
+    # producer_api/server/tuning/headers_with_body.py, applied in post_worker_init: every worker, and responses
+    # still parse.
+    assert tuning_applied(service.log()).count("headers_with_body") == 2
     host, port = service.url.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         connection.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -298,9 +301,10 @@ def test_workers_send_headers_and_body_together_and_clients_read_them(service):
 
 
 def test_workers_freeze_their_start_up_objects_out_of_full_collections(service):
-    # producer_api/heap.py, last in post_worker_init: the app, kafka-python and the producer are all loaded by then.
+    # producer_api/server/heap.py, last in post_worker_init: the app, kafka-python and the producer are all loaded
+    # by then.
     frozen = [int(count) for count in
-              re.findall(r"\((\d+) start-up objects frozen out of full garbage collections\)", service.log())]
+              re.findall(r"(\d+) start-up objects frozen out of full garbage collections\)", service.log())]
     assert len(frozen) == 2
     assert min(frozen) > 20000  # about 50,000 here: Flask, marshmallow, kafka-python and the producer
 
@@ -384,7 +388,7 @@ def test_a_client_expecting_100_continue_is_asked_for_its_body_unless_it_is_over
                                                                                             read_topic):
     # curl sends "Expect: 100-continue" with large bodies and uploads once told "100 Continue": gunicorn said so
     # before the app ran, so a body announced over PRODUCER_MAX_BODY_BYTES (5 MiB) was uploaded only to be refused.
-    assert service.log().count("(gunicorn's own errors as JSON, no 100 Continue over the body limit)") == 2
+    assert tuning_applied(service.log()).count("no_continue_over_limit") == 2
     host, port = service.url.removeprefix("http://").rsplit(":", 1)
     head = "POST /produce HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n"
     with socket.create_connection((host, int(port)), timeout=10) as connection:

@@ -18,7 +18,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from local_kafka import Cluster
 from producer_api import create_app
 from producer_api.config import WORKER_CLASSES, Settings
-from producer_api.kafka_producer import MessageProducer
+from producer_api.kafka.producer import MessageProducer
 from tests.integration.conftest import http
 
 PORT = int(os.environ.get("TEST_SECURE_KAFKA_PORT", "19310"))
@@ -227,7 +227,7 @@ def test_an_encrypted_client_key_is_used_with_its_pass_phrase(secure_cluster, se
         record = read_record(secure_cluster, secure_topic, body["partition"], body["offset"])
         assert json.loads(record.value)["key_given_as"] == list(given)
     # Without its pass phrase the key cannot be used: a quick 503, and a line that says what to set.
-    caplog.set_level(logging.ERROR, logger="producer_api.kafka_producer")
+    caplog.set_level(logging.ERROR, logger="producer_api.kafka")
     _, without = secure_app(service_environment(secure_cluster, KAFKA_SSL_KEYFILE=str(encrypted)))
     started = time.monotonic()
     assert without.get("/health").status_code == 503

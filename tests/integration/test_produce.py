@@ -8,11 +8,12 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from producer_api import create_app
-from producer_api.kafka_producer import MessageProducer
+from producer_api.kafka.producer import MessageProducer
 
 SEED_MESSAGE = {"user_id": 123, "action": "login", "data": "Hello from API!"}
 
 
+@pytest.mark.stock_path
 def test_single_message_is_in_kafka_where_the_response_says(live_client, new_topic, read_topic):
     topic = new_topic()
     response = live_client.post("/produce", json={"topic": topic, "key": "message-1", "message": SEED_MESSAGE,
@@ -54,6 +55,7 @@ def test_same_key_lands_in_same_partition(live_client, new_topic, read_topic):
         assert {record.partition} == partitions[record.key.decode()]
 
 
+@pytest.mark.stock_path
 def test_keys_land_where_kafkas_default_partitioner_puts_them(live_client, new_topic, read_topic):
     """Single and batch messages with a key go to murmur2(key) % partitions, as with kafka-python's and the Java
     client's default partitioner; messages without a key are spread over the partitions."""
@@ -71,6 +73,7 @@ def test_keys_land_where_kafkas_default_partitioner_puts_them(live_client, new_t
     assert len({record.partition for record in records if record.key is None}) > 1
 
 
+@pytest.mark.stock_path
 def test_batch_is_in_kafka_where_each_result_says(live_client, new_topic, read_topic):
     topic = new_topic()
     batch = [{"topic": topic, "key": f"msg-{n}", "message": {"text": f"message {n}"}} for n in range(50)]
@@ -87,6 +90,7 @@ def test_batch_is_in_kafka_where_each_result_says(live_client, new_topic, read_t
         assert json.loads(record.value)["text"] == sent["message"]["text"]
 
 
+@pytest.mark.stock_path
 def test_batch_across_topics(live_client, new_topic, read_topic):
     first, second = new_topic(), new_topic()
     batch = [{"topic": first, "message": {"n": 1}}, {"topic": second, "message": {"n": 2}}]
@@ -103,6 +107,7 @@ def test_batch_across_topics(live_client, new_topic, read_topic):
         ({"message": {"blob": "x" * 1_100_000}}, 413),  # over the producer's max request size
     ],
 )
+@pytest.mark.stock_path
 def test_rejected_batch_writes_nothing(make_settings, live_producer, broker, new_topic, end_offsets, bad_item,
                                        status):
     topic = new_topic()
@@ -117,6 +122,7 @@ def test_rejected_batch_writes_nothing(make_settings, live_producer, broker, new
     assert set(end_offsets(topic).values()) == {0}
 
 
+@pytest.mark.stock_path
 def test_unknown_partition_is_422_at_once(live_client, new_topic, end_offsets):
     topic = new_topic(partitions=3)
     started = time.monotonic()
@@ -127,6 +133,7 @@ def test_unknown_partition_is_422_at_once(live_client, new_topic, end_offsets):
     assert set(end_offsets(topic).values()) == {0}
 
 
+@pytest.mark.stock_path
 def test_message_over_the_max_request_size_is_413(live_client, new_topic, end_offsets):
     topic = new_topic()
     response = live_client.post("/produce", json={"topic": topic, "message": {"blob": "x" * 1_100_000}})
@@ -135,6 +142,7 @@ def test_message_over_the_max_request_size_is_413(live_client, new_topic, end_of
     assert set(end_offsets(topic).values()) == {0}
 
 
+@pytest.mark.stock_path
 def test_message_over_the_topic_limit_is_413_from_the_broker(live_client, new_topic, end_offsets):
     topic = new_topic(partitions=1, max_message_bytes="1000")
     response = live_client.post("/produce", json={"topic": topic, "message": {"blob": "x" * 5000}})
@@ -197,6 +205,7 @@ def test_no_broker_answers_503_fast_with_retry_after(make_settings):
         producer.close(1)
 
 
+@pytest.mark.stock_path
 def test_health_against_the_real_broker(live_client):
     response = live_client.get("/health")
     assert response.status_code == 200
@@ -231,6 +240,7 @@ def test_a_hung_broker_is_unavailable_never_a_missing_topic(own_broker, live_set
         producer.close(2)
 
 
+@pytest.mark.stock_path
 @pytest.mark.own_broker
 def test_paused_broker_gives_503_health_504_produce_then_recovers(own_broker, live_settings, new_topic, read_topic):
     settings = dataclasses.replace(live_settings, request_timeout_ms=1000, delivery_timeout_ms=2000,

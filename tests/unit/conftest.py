@@ -6,8 +6,8 @@ import pytest
 
 from bench.suite import BASELINE, CEILING_A, CEILING_B, CEILING_K, LOADS, SERVICE
 from producer_api import create_app
-from producer_api.errors import APIError
-from producer_api.kafka_producer import Delivery
+from producer_api.core.errors import APIError
+from producer_api.core.messages import Delivery
 
 
 class FakeProducer:

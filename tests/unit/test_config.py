@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 
 from producer_api.config import ConfigError, Settings
-from producer_api.kafka_producer.client import _no_key_password, _producer_config
+from producer_api.kafka.options import _no_key_password, producer_config
 
 
 def test_defaults_match_the_seed_guide():
@@ -285,13 +285,13 @@ def test_password_is_never_in_repr_or_errors(tls_files, tmp_path):
 
 
 def test_plaintext_passes_no_security_options():
-    config = _producer_config(Settings.from_env({}))
+    config = producer_config(Settings.from_env({}))
     assert config["security_protocol"] == "PLAINTEXT"
     assert not [key for key in config if key.startswith(("sasl_", "ssl_"))]
 
 
 def test_sasl_ssl_passes_credentials_and_tls_files(tls_files):
-    config = _producer_config(Settings.from_env(sasl_ssl_environment(tls_files, KAFKA_SSL_CHECK_HOSTNAME="no")))
+    config = producer_config(Settings.from_env(sasl_ssl_environment(tls_files, KAFKA_SSL_CHECK_HOSTNAME="no")))
     assert {key: value for key, value in config.items() if key.startswith(("security_", "sasl_", "ssl_"))} == {
         "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice",
         "sasl_plain_password": PASSWORD, "ssl_cafile": tls_files["ca"], "ssl_certfile": tls_files["cert"],
@@ -301,7 +301,7 @@ def test_sasl_ssl_passes_credentials_and_tls_files(tls_files):
 
 def test_an_encrypted_keys_password_reaches_kafka_python_and_is_never_shown(tls_files, tmp_path):
     settings = Settings.from_env(sasl_ssl_environment(tls_files, KAFKA_SSL_KEY_PASSWORD=KEY_PASSWORD))
-    assert _producer_config(settings)["ssl_password"] == KEY_PASSWORD
+    assert producer_config(settings)["ssl_password"] == KEY_PASSWORD
     assert KEY_PASSWORD not in repr(settings)
     password_file = tmp_path / "key.password"
     password_file.write_text(KEY_PASSWORD + "\n")
@@ -328,7 +328,7 @@ def test_a_key_password_without_a_key_to_decrypt_is_refused(tls_files, overrides
 
 
 def test_sasl_plaintext_passes_no_tls_options():
-    config = _producer_config(Settings.from_env({
+    config = producer_config(Settings.from_env({
         "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN",
         "KAFKA_SASL_USERNAME": "alice", "KAFKA_SASL_PASSWORD": PASSWORD,
     }))
@@ -337,6 +337,6 @@ def test_sasl_plaintext_passes_no_tls_options():
 
 
 def test_ssl_without_a_ca_file_leaves_the_system_cas():
-    config = _producer_config(Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SSL"}))
+    config = producer_config(Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SSL"}))
     assert config["ssl_check_hostname"] is True
     assert "ssl_cafile" not in config and not [key for key in config if key.startswith("sasl_")]
