@@ -29,8 +29,10 @@ def _port_in_use(port: int) -> bool:
 class Server:
     """One gunicorn master and its workers, serving an app with a given config file."""
 
-    def __init__(self, name: str, config: str, app: str, port: int, env: dict[str, str], log_file: Path):
+    def __init__(self, name: str, config: str, app: str, port: int, env: dict[str, str], log_file: Path,
+                 cwd: Path = REPO_DIR):
         self.name = name
+        self.cwd = cwd  # the checkout served: this one, or a worktree of an earlier commit
         self.port = port
         self.log_file = log_file
         # --no-control-socket: gunicorn's default control socket path is shared by every gunicorn of this user,
@@ -50,7 +52,7 @@ class Server:
             raise ServerError(f"{self.name}: port {self.port} is already in use; stop what listens there")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "wb") as log:
-            self.process = subprocess.Popen(self.command, cwd=REPO_DIR, env=self.env, stdin=subprocess.DEVNULL,
+            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, workers: int, timeout: float = 60.0) -> None:
