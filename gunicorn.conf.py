@@ -46,11 +46,6 @@ def on_starting(server):
     hooks.on_starting(server)
 
 
-def pre_fork(server, worker):
-    """Take the worker's connection-balance slot."""
-    hooks.pre_fork(server, worker)
-
-
 def post_fork(server, worker):
     """Create this worker's Kafka producer (its threads must start after the fork)."""
     hooks.post_fork(server, worker)
@@ -59,11 +54,6 @@ def post_fork(server, worker):
 def post_worker_init(worker):
     """Apply the worker's tuning and freeze its start-up heap."""
     hooks.post_worker_init(worker)
-
-
-def pre_request(worker, req):
-    """Move a kept-alive connection off a busier worker."""
-    hooks.pre_request(worker, req)
 
 
 def post_request(worker, req, environ, resp):
@@ -77,7 +67,7 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    """Free the worker's balance slot and its live gauges."""
+    """Drop the worker's live gauges."""
     hooks.child_exit(server, worker)
 
 

@@ -1,7 +1,7 @@
 """Ceiling A: kafka-python alone, one process per service worker, sending the service's records flat out.
 
 Ceiling A runs the producer exactly as the service builds it: the service's options (acks=all, idempotence,
-linger, batch size, its key-hash caching partitioner), its coalesced I/O-thread wake-ups and its socket fixes, in
+linger, batch size, its key-hash caching partitioner) and its tuning of kafka-python's socket writes, in
 a process whose start-up objects are frozen out of full garbage collections as a worker's are.
 Ceiling A0 runs kafka-python as shipped, with the same options but its default partitioner, wake-ups, selector
 and socket handling: the difference between the two is what the service's changes to the client are worth to send().

@@ -46,11 +46,7 @@ def _gunicorn(name: str, kind: str) -> Tuning:
 
 REGISTER: tuple[Tuning, ...] = (
     _kafka("batch_append"),
-    _kafka("coalesced_wakeup"),
     _kafka("send_before_wait"),
-    _kafka("recv_until_short"),
-    _kafka("no_spin_when_full"),
-    _gunicorn("connection_balance", SPEED),
     _gunicorn("headers_with_body", SPEED),
     _gunicorn("json_error_pages", FIX),
     _gunicorn("close_when_asked", FIX),

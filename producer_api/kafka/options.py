@@ -68,5 +68,4 @@ def _no_key_password() -> bytes:
 def new_kafka_producer(settings: Settings, **options) -> KafkaProducer:
     """A KafkaProducer with the service's options and whatever tuning the settings switch on."""
     tuning.set_up_process(settings)
-    producer = KafkaProducer(**{**producer_config(settings), **options})
-    return tuning.tune_producer(producer, settings)
+    return KafkaProducer(**{**producer_config(settings), **options})

@@ -28,8 +28,6 @@ class Hooks:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        # Made here, in the master before it forks, so that every worker shares it.
-        self.balance = server_tuning.make_connection_balance(settings)
 
     def on_starting(self, server) -> None:
         """Give the workers an empty metrics directory, and say which tuning this library version does not get."""
@@ -38,11 +36,6 @@ class Hooks:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["METRICS_MULTIPROC_DIR"] = directory
         server.log.info("metrics of every worker in %s", directory)
         tuning.warn_about_versions(server.log, self.settings)
-
-    def pre_fork(self, server, worker) -> None:
-        """Take the worker's balance slot before it exists, so that workers already serving leave it connections."""
-        if self.balance is not None:
-            self.balance.expect(worker)
 
     def post_fork(self, server, worker) -> None:
         """Create this worker's Kafka producer and metrics sampler: their threads must start after the fork."""
@@ -56,15 +49,10 @@ class Hooks:
 
     def post_worker_init(self, worker) -> None:
         """Apply the worker's tuning, then freeze the heap; log what applies."""
-        applied = server_tuning.install_in_worker(worker, self.settings, self.balance)
+        applied = server_tuning.install_in_worker(worker, self.settings)
         frozen = heap.freeze_startup_objects()  # last: what the lines above made lives as long as the worker
         worker.log.info("worker %s: serving (tuning: %s; %d start-up objects frozen out of full garbage "
                         "collections)", worker.pid, ", ".join(applied) or "none", frozen)
-
-    def pre_request(self, worker, req) -> None:
-        """Move a kept-alive connection to a less busy worker when this one holds too many more."""
-        if self.balance is not None:
-            self.balance.shed_if_busier(worker, req)
 
     def post_request(self, worker, req, environ, resp) -> None:
         """In a gevent worker, let the other ready connections take their turn (threads take turns anyway)."""
@@ -78,11 +66,9 @@ class Hooks:
         worker.log.info("worker %s: Kafka producer flushed and closed", worker.pid)
 
     def child_exit(self, server, worker) -> None:
-        """Free the worker's balance slot and drop its gauges (even after SIGKILL); its counters stay in the sums."""
+        """Drop the worker's live gauges (even after SIGKILL); its counters stay in the sums."""
         from prometheus_client import multiprocess
 
-        if self.balance is not None:
-            self.balance.leave(worker)
         multiprocess.mark_process_dead(worker.pid)
 
     def on_exit(self, server) -> None:

@@ -291,28 +291,6 @@ class Gunicorn:
                 pids.add(int(status.parent.name))
         return pids
 
-    def connections_per_worker(self) -> dict[int, int]:
-        """Established client connections each worker holds, read from /proc (Linux)."""
-        port = f":{int(self.url.rsplit(':', 1)[1]):04X}"
-        inodes = set()
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            for line in Path(table).read_text().splitlines()[1:]:
-                columns = line.split()
-                if columns[1].endswith(port) and columns[3] == "01":  # local address, ESTABLISHED
-                    inodes.add(f"socket:[{columns[9]}]")
-        counts = {}
-        for pid in self.worker_pids():
-            fds = Path(f"/proc/{pid}/fd")
-            counts[pid] = sum(1 for fd in fds.iterdir() if _readlink(fd) in inodes)
-        return counts
-
-
-def _readlink(path: Path) -> str:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return ""
-
 
 @pytest.fixture
 def start_gunicorn(tmp_path):

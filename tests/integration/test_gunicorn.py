@@ -16,8 +16,6 @@ import pytest
 from producer_api.config import WORKER_CLASSES
 from tests.integration.conftest import http, tuning_applied
 
-SLOW_SECOND_WORKER_CONF = Path(__file__).with_name("slow_second_worker_conf.py")
-
 SEED_SINGLE = """{
     "topic": "%s",
     "key": "message-1",
@@ -163,89 +161,6 @@ def test_bad_configuration_stops_start_up_with_the_variable_named(broker, tmp_pa
     assert result.returncode != 0
     assert "PRODUCER_WORKERS must be a whole number" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_connections_opened_together_are_spread_over_the_workers(service):
-    # A client pool opening its keep-alive connections at once often landed them all on one worker under load
-    # (measured with wrk -c8: 3 runs in 8); this checks the balance is in place in every worker and spreads an
-    # idle service's connections. tests/unit/test_balance.py checks the deferring itself.
-    assert tuning_applied(service.log()).count("connection_balance") == 2
-    connections = _connect_at_once(service, 8)
-    try:
-        _assert_answered_and_spread(service, connections)
-    finally:
-        for connection in connections:
-            connection.close()
-
-
-@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
-def test_a_pool_that_connects_while_a_worker_starts_is_spread_over_the_workers(broker, start_gunicorn, worker_class):
-    # A client pool that reconnects the moment a restarted service opens its port used to land on the worker
-    # that started first, and keep-alive kept it there. The second worker here is slow to start.
-    service = start_gunicorn(broker.bootstrap_servers, config=str(SLOW_SECOND_WORKER_CONF), serving_workers=1,
-                             PRODUCER_WORKER_CLASS=worker_class)
-    connections = _connect_at_once(service, 8)
-    try:
-        assert service.log().count(": serving") == 1  # the second worker was still starting
-        _assert_answered_and_spread(service, connections)
-    finally:
-        for connection in connections:
-            connection.close()
-
-
-def test_a_pool_left_on_one_worker_is_moved_until_both_workers_hold_some(service):
-    # A pool opened while the other worker could not take connections (in life: its last load's connections were
-    # still closing, and counted) landed on one worker, and keep-alive kept it there at half the throughput.
-    # Here the other worker is stopped while the pool connects.
-    host, port = service.url.rsplit("/", 1)[1].split(":")
-    _, other = sorted(service.worker_pids())
-    os.kill(other, signal.SIGSTOP)
-    try:
-        pool = [HTTPConnection(host, int(port), timeout=10) for _ in range(8)]
-        for connection in pool:
-            connection.request("GET", "/")
-            connection.getresponse().read()
-    finally:
-        os.kill(other, signal.SIGCONT)
-    assert service.connections_per_worker()[other] == 0  # the starting point: every connection on one worker
-    closes = 0
-    for _ in range(40):  # the pool goes on using its connections, as clients do; each reconnects after a close
-        for connection in pool:
-            connection.request("GET", "/")
-            response = connection.getresponse()
-            response.read()
-            assert response.status == 200
-            closes += response.getheader("Connection") == "close"
-        counts = service.connections_per_worker()
-        if min(counts.values()) >= 3:
-            break
-        time.sleep(0.03)
-    for connection in pool:
-        connection.close()
-    assert min(counts.values()) >= 3, counts  # a connection closed last reconnects with its next request
-    assert 3 <= closes <= 8  # connections moved one at a time, no more than it took
-
-
-def _connect_at_once(service, count: int) -> list[socket.socket]:
-    """Open `count` connections at once, as wrk and connection pools do, each sending GET / on its way."""
-    port = int(service.url.rsplit(":", 1)[1])
-    connections = [socket.socket() for _ in range(count)]
-    for connection in connections:
-        connection.setblocking(False)
-        connection.connect_ex(("127.0.0.1", port))
-    for connection in connections:
-        connection.settimeout(10)
-        connection.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
-    return connections
-
-
-def _assert_answered_and_spread(service, connections: list[socket.socket]) -> None:
-    """Every connection was answered and kept alive, and each of the 2 workers holds at least 2 of them."""
-    for connection in connections:
-        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
-    counts = service.connections_per_worker()
-    assert sum(counts.values()) == len(connections), counts
-    assert min(counts.values()) >= 2, counts
 
 
 def _read_response(stream) -> tuple[int, bytes]:

@@ -42,7 +42,7 @@ def test_enabled_follows_the_switch_the_skip_list_and_the_version(monkeypatch):
     assert tuning.enabled("batch_append", on)
     assert not tuning.enabled("batch_append", dataclasses.replace(on, tuning=False))
     assert not tuning.enabled("batch_append", dataclasses.replace(on, tuning_skip=("batch_append",)))
-    assert tuning.enabled("coalesced_wakeup", dataclasses.replace(on, tuning_skip=("batch_append",)))
+    assert tuning.enabled("send_before_wait", dataclasses.replace(on, tuning_skip=("batch_append",)))
     monkeypatch.setattr(tuning, "_installed_version", lambda library: "99.0")
     assert not tuning.enabled("batch_append", on)
 
@@ -66,7 +66,7 @@ def test_a_version_mismatch_is_one_warning_line_per_change(monkeypatch, caplog):
 def test_the_environment_switches_tuning_off_or_skips_named_changes():
     assert Settings.from_env({"PRODUCER_TUNING": "off"}).tuning is False
     assert Settings.from_env({}).tuning is True
-    skipped = Settings.from_env({"PRODUCER_TUNING_SKIP": "batch_append, coalesced_wakeup"}).tuning_skip
-    assert skipped == ("batch_append", "coalesced_wakeup")
+    skipped = Settings.from_env({"PRODUCER_TUNING_SKIP": "batch_append, send_before_wait"}).tuning_skip
+    assert skipped == ("batch_append", "send_before_wait")
     with pytest.raises(ConfigError, match="PRODUCER_TUNING_SKIP names no tuning called nonsense"):
         Settings.from_env({"PRODUCER_TUNING_SKIP": "nonsense"})

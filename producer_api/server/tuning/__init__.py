@@ -17,15 +17,9 @@ from producer_api.server.tuning import (
     no_continue_over_limit,
 )
 from producer_api.server.tuning.client_timeout import ClientTimeout
-from producer_api.server.tuning.connection_balance import ConnectionBalance
 
 
-def make_connection_balance(settings: Settings) -> ConnectionBalance | None:
-    """The balance of connections over workers, made in the master before it forks; None where it does not apply."""
-    return ConnectionBalance(settings.workers) if tuning.enabled("connection_balance", settings) else None
-
-
-def install_in_worker(worker, settings: Settings, balance: ConnectionBalance | None) -> list[str]:
+def install_in_worker(worker, settings: Settings) -> list[str]:
     """Apply, in a worker that has just started, every change that applies to it; the names of those applied."""
     applied = []
 
@@ -34,8 +28,6 @@ def install_in_worker(worker, settings: Settings, balance: ConnectionBalance | N
             applied.append(name)
 
     apply("client_timeout", lambda: ClientTimeout.install(worker, settings.client_timeout_s))  # replaces handle()
-    if balance is not None:
-        apply("connection_balance", lambda: balance.join(worker) or balance.join_green(worker))
     apply("idle_close_on_stop", lambda: idle_close_on_stop.apply(worker, STOP_KEEPALIVE_LINGER_S))
     apply("headers_with_body", headers_with_body.install)
     apply("json_error_pages", json_error_pages.apply)

@@ -11,10 +11,9 @@ from producer_api.server.tuning import (
     headers_with_body,
     install_in_worker,
     json_error_pages,
-    make_connection_balance,
 )
 
-# What applies to a gthread worker without a connection balance; idle_close_on_stop is the gevent worker's.
+# What applies to a gthread worker; idle_close_on_stop is the gevent worker's.
 GTHREAD = ["client_timeout", "headers_with_body", "json_error_pages", "close_when_asked",
            "no_continue_over_limit"]
 
@@ -39,7 +38,7 @@ def gthread_worker():
 def test_with_tuning_on_every_change_that_fits_the_worker_is_applied(make_settings):
     worker = gthread_worker()
     handle = worker.handle
-    assert install_in_worker(worker, make_settings(tuning=True), None) == GTHREAD
+    assert install_in_worker(worker, make_settings(tuning=True)) == GTHREAD
     assert worker.handle is not handle
     assert util.write_error is json_error_pages.write_json_error
     assert wsgi.Response.process_headers is close_when_asked.process_headers_honouring_close
@@ -49,17 +48,11 @@ def test_with_tuning_on_every_change_that_fits_the_worker_is_applied(make_settin
 def test_with_tuning_off_gunicorn_works_as_shipped(make_settings):
     worker = gthread_worker()
     handle, write_error, create = worker.handle, util.write_error, wsgi.create
-    assert install_in_worker(worker, make_settings(tuning=False), None) == []
+    assert install_in_worker(worker, make_settings(tuning=False)) == []
     assert worker.handle is handle and util.write_error is write_error and wsgi.create is create
 
 
 @pytest.mark.parametrize("skipped", GTHREAD)
 def test_a_skipped_change_alone_is_left_out(make_settings, skipped):
-    applied = install_in_worker(gthread_worker(), make_settings(tuning=True, tuning_skip=(skipped,)), None)
+    applied = install_in_worker(gthread_worker(), make_settings(tuning=True, tuning_skip=(skipped,)))
     assert applied == [name for name in GTHREAD if name != skipped]
-
-
-def test_the_connection_balance_is_made_only_where_it_applies(make_settings):
-    assert make_connection_balance(make_settings(tuning=True)) is not None
-    assert make_connection_balance(make_settings(tuning=False)) is None
-    assert make_connection_balance(make_settings(tuning=True, tuning_skip=("connection_balance",))) is None
