@@ -30,5 +30,5 @@ def create_app(settings=None, producer=None) -> Flask:
     app_producer.init_app(app, producer)
     for blueprint in (root.bp, produce.bp, docs.bp):
         app.register_blueprint(blueprint)
-    app.extensions["openapi"] = build_spec(app, __version__, settings.max_batch_messages)
+    app.extensions["openapi"] = build_spec(app, __version__, settings.max_batch_messages, bool(settings.api_keys))
     return app

@@ -12,12 +12,12 @@ ERROR_MEANINGS = {
     400: "Malformed JSON",
     401: "Missing or invalid API key (when keys are configured)",
     403: "Not allowed to write to this topic",
-    404: "Topic does not exist, or unknown route",
+    404: "Topic or partition does not exist, or unknown route",
     405: "Method not allowed",
     408: "The client stopped sending its body for PRODUCER_CLIENT_TIMEOUT seconds; nothing was written",
-    413: "Body, batch or message too large",
+    413: "Body or message larger than the service or Kafka accepts (bytes)",
     415: "Compressed body (Content-Encoding): send it uncompressed",
-    422: "Request does not match the schema, or names a partition the topic does not have",
+    422: "Request does not match the schema (a batch over its maxItems included)",
     429: "Too many messages waiting for Kafka in this worker (see Retry-After)",
     502: "Kafka refused the message",
     503: "Kafka unavailable (see Retry-After) or producer not initialized",
@@ -35,7 +35,7 @@ def describe(*, responses: dict, body=None, array: bool = False, errors: tuple[i
     return decorate
 
 
-def _operation(view, max_items: int) -> dict:
+def _operation(view, max_items: int, secured: bool) -> dict:
     doc = view.openapi
     summary = (view.__doc__ or "").strip().splitlines()[0]
     operation: dict = {"summary": summary, "responses": {}}
@@ -49,9 +49,10 @@ def _operation(view, max_items: int) -> dict:
     for status, (description, schema) in doc["responses"].items():
         content = {"application/json": {"schema": schema}} if schema is not None else None
         operation["responses"][str(status)] = {"description": description, **({"content": content} if content else {})}
-    if 401 in doc["errors"]:
-        operation["security"] = [{"bearerKey": []}, {"headerKey": []}, {}]
-    for status in doc["errors"]:
+    errors = [status for status in doc["errors"] if secured or status != 401]  # 401 only where keys are checked
+    if 401 in errors:
+        operation["security"] = [{"bearerKey": []}, {"headerKey": []}]
+    for status in errors:
         operation["responses"][str(status)] = {
             "description": ERROR_MEANINGS[status],
             "content": {"application/json": {"schema": "Error"}},
@@ -59,8 +60,8 @@ def _operation(view, max_items: int) -> dict:
     return operation
 
 
-def build_spec(app: Flask, version: str, max_items: int) -> dict:
-    """Walk the app's routes and describe every documented view."""
+def build_spec(app: Flask, version: str, max_items: int, secured: bool = False) -> dict:
+    """Walk the app's routes and describe every documented view; security only where API keys are configured."""
     spec = APISpec(
         title="Kafka Producer API",
         version=version,
@@ -69,15 +70,16 @@ def build_spec(app: Flask, version: str, max_items: int) -> dict:
         info={"description": "HTTP endpoints that write JSON messages to Apache Kafka (acks=all)."},
     )
     spec.components.schema("Error", schema=ErrorSchema)
-    spec.components.security_scheme("bearerKey", {"type": "http", "scheme": "bearer"})
-    spec.components.security_scheme("headerKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+    if secured:
+        spec.components.security_scheme("bearerKey", {"type": "http", "scheme": "bearer"})
+        spec.components.security_scheme("headerKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     paths: dict[str, dict] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
         view = app.view_functions[rule.endpoint]
         if not hasattr(view, "openapi"):
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            paths.setdefault(rule.rule, {})[method.lower()] = _operation(view, max_items)
+            paths.setdefault(rule.rule, {})[method.lower()] = _operation(view, max_items, secured)
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()

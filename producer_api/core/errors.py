@@ -54,9 +54,9 @@ class TopicNotFound(APIError):
 
 
 class UnknownPartition(APIError):
-    """The request names a partition the topic does not have."""
+    """The request names a partition the topic does not have: a resource that does not exist, like a topic."""
 
-    status = 422
+    status = 404
 
 
 class Unauthorized(APIError):

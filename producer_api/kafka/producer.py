@@ -407,7 +407,7 @@ class MessageProducer:
         limit = self._settings.max_request_size
         for index, message in enumerate(messages):
             payload = len(message.value) if message.key is None else len(message.value) + len(message.key)
-            if payload + _MOST_RECORD_OVERHEAD > limit:  # only then is the exact size worth its 1 us a message
+            if payload + _MOST_RECORD_OVERHEAD > limit:  # only then is the exact size worth computing
                 size = DefaultRecordBatchBuilder.estimate_size_in_bytes(message.key, message.value, [])
                 if size > limit:
                     raise PayloadTooLarge(

@@ -103,7 +103,7 @@ def test_batch_across_topics(live_client, new_topic, read_topic):
     ("bad_item", "status"),
     [
         ({"message": {"n": 1}}, 422),  # schema: no topic
-        ({"partition": 7, "message": {"n": 1}}, 422),  # the topic has no partition 7
+        ({"partition": 7, "message": {"n": 1}}, 404),  # the topic has no partition 7: a missing resource
         ({"message": {"blob": "x" * 1_100_000}}, 413),  # over the producer's max request size
     ],
 )
@@ -123,13 +123,16 @@ def test_rejected_batch_writes_nothing(make_settings, live_producer, broker, new
 
 
 @pytest.mark.stock_path
-def test_unknown_partition_is_422_at_once(live_client, new_topic, end_offsets):
+def test_unknown_partition_is_404_at_once(live_client, new_topic, end_offsets):
     topic = new_topic(partitions=3)
     started = time.monotonic()
-    response = live_client.post("/produce", json={"topic": topic, "message": {}, "partition": 99})
+    response = live_client.post("/produce", json={"topic": topic, "message": {}, "partition": 349})
     assert time.monotonic() - started < 1.0
-    assert response.status_code == 422
-    assert "Partition 99 does not exist" in response.get_json()["detail"]
+    assert response.status_code == 404  # as Confluent REST Proxy answers: the partition is a missing resource
+    assert "Partition 349 does not exist" in response.get_json()["detail"]
+    batch = [{"topic": topic, "message": {"n": 0}}, {"topic": topic, "message": {}, "partition": 3}]
+    response = live_client.post("/produce/batch", json=batch)
+    assert response.status_code == 404 and "index 1" in response.get_json()["detail"]
     assert set(end_offsets(topic).values()) == {0}
 
 
