@@ -6,7 +6,7 @@ import json
 import math
 
 import orjson
-from flask import current_app, request
+from flask import current_app, g, request
 from gunicorn.http.errors import ParseException
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import ClientDisconnected
@@ -81,11 +81,14 @@ def _read_body() -> bytes:
             # Chunked: werkzeug would stop at the limit without a word, and a document cut there may still parse.
             data = request.environ["wsgi.input"].read(limit + 1)
     except ClientDisconnected as error:  # werkzeug's name for a read that failed
+        g.body_done = True  # a client gone silent or a broken connection: nothing left worth draining
         raise _unreadable(error.__context__) from None
     except (OSError, ValueError, ParseException) as error:  # gunicorn's own: a bad chunk, a broken connection
+        g.body_done = True
         raise _unreadable(error) from None
-    if expected is None and len(data) > limit:
+    if expected is None and len(data) > limit:  # the rest of the chunks is drained before the connection closes
         raise _closing(PayloadTooLarge(f"Request body too large: the limit is {limit} bytes"))
+    g.body_done = True
     if expected is not None and len(data) < expected:
         raise _closing(InvalidJSON(f"Request body ended after {len(data)} of the {expected} bytes its "
                                    "Content-Length announced (the client closed the connection?)"))
@@ -132,7 +135,7 @@ def read_json():
 
 def load_query(schema: Schema) -> dict:
     """Validate the query string (wait, atomic)."""
-    if not request.args:  # the usual case: marshmallow would only fill in the defaults, at 20 us a request
+    if not request.args:  # the usual case: marshmallow would only fill in the defaults, at a cost every request
         return {name: field.load_default for name, field in schema.load_fields.items()}
     try:
         return schema.load(request.args)
@@ -172,8 +175,8 @@ def load_many(schema: Schema, max_items: int) -> list[dict]:
         raise InvalidRequest("Failed to produce batch: the body must be a JSON array of messages")
     if not document:
         raise InvalidRequest("Failed to produce batch: the batch is empty")
-    if len(document) > max_items:
-        raise PayloadTooLarge(
+    if len(document) > max_items:  # the document's maxItems: a schema violation, not a byte limit
+        raise InvalidRequest(
             f"Failed to produce batch: {len(document)} messages is more than the limit of {max_items} "
             "(PRODUCER_MAX_BATCH_MESSAGES)"
         )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import collections
 import logging
 
-from flask import Flask, current_app, g, jsonify
+from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from producer_api.api import lingering_close
 from producer_api.core.errors import APIError
 from producer_api.observability.logs import ThrottledLog
 
@@ -35,7 +36,7 @@ def _handle_api_error(error: APIError):
         # is written at most once a second for each status, with a count of the others.
         current_app.extensions["server_error_logs"][error.status].error("answered %d: %s", error.status,
                                                                         error.detail)
-    return error_response(error.status, error.detail, error.extra, headers)
+    return _close_if_body_unread(error_response(error.status, error.detail, error.extra, headers))
 
 
 def _handle_http_exception(error: HTTPException):
@@ -44,18 +45,30 @@ def _handle_http_exception(error: HTTPException):
     if error.code == 413:
         detail = f"Request body too large: the limit is {current_app.config['MAX_CONTENT_LENGTH']} bytes"
     response = error_response(error.code or 500, detail)
-    if error.code == 413:
-        response.headers["Connection"] = "close"  # refused before reading: the body is still on the connection
     if error.code == 405 and error.valid_methods:
         response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
-    return response
+    return _close_if_body_unread(response)
 
 
 def _handle_unexpected(error: Exception):
     # The traceback goes to the log for operators; the client gets no internals.
     log.exception("unhandled error")
     g.error_kind = "InternalServerError"  # the class of an unexpected exception says nothing a client could cause
-    return error_response(500, "Internal server error")
+    return _close_if_body_unread(error_response(500, "Internal server error"))
+
+
+def _close_if_body_unread(response):
+    """An error answered before the request's body was read closes the connection, once what the client still
+    sends of its body is drained (lingering_close.py): the client reads the answer, not a reset."""
+    if g.get("body_done") or not _has_body():
+        return response
+    response.headers["Connection"] = "close"  # honoured by producer_api/server/tuning/close_when_asked.py
+    lingering_close.linger_after(response, request.environ)
+    return response
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
 def register_error_handlers(app: Flask) -> None:

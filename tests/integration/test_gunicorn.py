@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from http.client import HTTPConnection
 from pathlib import Path
 
@@ -96,7 +98,7 @@ def test_concurrent_requests_on_both_workers_are_all_in_kafka(service, new_topic
         ("GET", "/nowhere", None, 404),
         ("DELETE", "/produce", None, 405),
         ("POST", "/produce", '{"topic": "t", "message": {"x": "' + "y" * 6000 + '"}}', 413),
-        ("POST", "/produce/batch", '[' + ', '.join(['{"topic": "t", "message": {}}'] * 4) + ']', 413),
+        ("POST", "/produce/batch", '[' + ', '.join(['{"topic": "t", "message": {}}'] * 4) + ']', 422),
     ],
 )
 def test_errors_are_json_with_detail(broker, start_gunicorn, method, path, body, status):
@@ -396,3 +398,38 @@ def test_a_start_that_fails_leaves_no_metrics_directory_behind(broker, tmp_path)
                                 text=True, timeout=60)
     assert result.returncode != 0 and "Connection in use" in result.stderr + result.stdout
     assert list(tmp_path.glob("producer-api-metrics-*")) == []
+
+
+def _urlopen_status(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
+    """POST body with urllib.request, which sends all of it before it reads the answer: the status and JSON."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_a_client_that_uploads_before_it_reads_gets_its_413_or_401(broker, start_gunicorn, new_topic, end_offsets,
+                                                                  worker_class):
+    # The body is refused unread, then drained (producer_api/api/lingering_close.py): without that, the close
+    # reset the connection under the upload and urllib saw ConnectionResetError or BrokenPipeError, not the 413.
+    keys = json.dumps([{"name": "team", "key": "0123456789abcdef-key", "topics": ["*"]}])
+    service = start_gunicorn(broker.bootstrap_servers, PRODUCER_WORKER_CLASS=worker_class, PRODUCER_API_KEYS=keys)
+    topic = new_topic()
+    key = {"X-API-Key": "0123456789abcdef-key"}
+    huge = json.dumps({"topic": topic, "message": {"blob": "y" * 20_000_000}}).encode()
+    status, body = _urlopen_status(service.url + "/produce", huge, key)
+    assert status == 413 and "Request body too large" in body["detail"]
+    batch = json.dumps([{"topic": topic, "message": {"n": n}} for n in range(200_000)]).encode()
+    assert len(batch) > 5 * 1024 * 1024
+    status, body = _urlopen_status(service.url + "/produce/batch", batch, key)
+    assert status == 413 and "Request body too large" in body["detail"]
+    status, body = _urlopen_status(service.url + "/produce", huge)  # no key: refused before the body is read
+    assert status == 401 and body["detail"].startswith("Missing API key")
+    status, body = _urlopen_status(service.url + "/produce", json.dumps({"topic": topic, "message": {}}).encode(),
+                                   key)
+    assert status == 200  # the service still serves after draining
+    time.sleep(0.5)
+    assert sum(end_offsets(topic).values()) == 1  # only the last, accepted message reached Kafka
