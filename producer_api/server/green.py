@@ -10,6 +10,7 @@ waits on a lock or an event (the log writer's) must not be used by greenlets.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 
@@ -39,7 +40,7 @@ def patch_for(worker_class: str) -> bool:
     logs.use_no_writer_thread()
     from gevent import sleep
 
-    turns.install(lambda: sleep(0))
+    turns.install(functools.partial(sleep, 0))
     _patched = True
     return True
 
