@@ -58,9 +58,9 @@ def _authenticate() -> None:
         )
 
 
-def authorize_topics(topics: set[str]) -> None:
+def authorize_topics(settings: Settings, topics: set[str]) -> None:
     """Refuse (403) the whole request if the topic policy or the caller's key forbids any of its topics."""
-    policy.authorize_topics(current_app.config["PRODUCER_SETTINGS"], g.get("api_key"), topics)
+    policy.authorize_topics(settings, g.get("api_key"), topics)
 
 
 def init_app(app: Flask) -> None:

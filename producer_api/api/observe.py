@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -60,6 +61,8 @@ def _log_access(response: Response, duration_ms: float) -> None:
     """Write the request's access line and echo its request id in the response."""
     request_id = assign_request_id()
     response.headers[REQUEST_ID_HEADER] = request_id
+    if not logs.access_log.isEnabledFor(logging.INFO):
+        return
     # The objects behind Flask's proxies, looked up once: every use of a proxy looks them up again.
     this_request, this_g = request._get_current_object(), g._get_current_object()
     method, path, status = this_request.method, this_request.path, response.status_code
@@ -97,11 +100,8 @@ def _finish(response: Response) -> Response:
     metrics.count_request(rule.rule if rule is not None else "unmatched", this_request.method,
                           response.status_code, this_g.get("error_kind"))
     _log_access(response, duration * 1000)
-    return response
-
-
-def _forget_request_id(_error=None) -> None:
     logs.REQUEST_ID.set(None)  # lines logged between requests on this thread or greenlet carry no stale id
+    return response
 
 
 def init_app(app: Flask) -> None:
@@ -109,5 +109,4 @@ def init_app(app: Flask) -> None:
     app.extensions["metrics"] = app.config["PRODUCER_SETTINGS"].metrics_multiproc_dir
     request_started.connect(_start, app)
     app.after_request(_finish)
-    app.teardown_request(_forget_request_id)
     app.register_blueprint(bp)

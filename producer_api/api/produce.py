@@ -42,8 +42,9 @@ BATCH_OPTIONS = BatchOptionsSchema()
 def produce():
     """Write one message to Kafka and wait until the broker acknowledges it (acks=all)."""
     options = load_query(PRODUCE_OPTIONS)
-    request = _admitted([load_one(PRODUCE_REQUEST)])[0]
-    return produce_one(current_producer, request, _source(), **options)
+    settings = current_app.config["PRODUCER_SETTINGS"]
+    request = _admitted(settings, [load_one(PRODUCE_REQUEST)])[0]
+    return produce_one(current_producer, request, settings.client_id, **options)
 
 
 @bp.post("/produce/batch")
@@ -61,18 +62,13 @@ def produce():
 def produce_many():
     """Write a batch of messages, validated as a whole before any is sent, and report each message's result."""
     options = load_query(BATCH_OPTIONS)
-    limit = current_app.config["PRODUCER_SETTINGS"].max_batch_messages
-    requests = _admitted(load_many(PRODUCE_REQUEST, limit))
-    return produce_batch(current_producer, requests, _source(), **options)
+    settings = current_app.config["PRODUCER_SETTINGS"]
+    requests = _admitted(settings, load_many(PRODUCE_REQUEST, settings.max_batch_messages))
+    return produce_batch(current_producer, requests, settings.client_id, **options)  # the client id is the source
 
 
-def _admitted(requests: list[dict]) -> list[dict]:
+def _admitted(settings, requests: list[dict]) -> list[dict]:
     """The requests, once the caller may write to every topic they name (noted for the access line)."""
     note_messages((request["topic"] for request in requests), len(requests))
-    authorize_topics({request["topic"] for request in requests})
+    authorize_topics(settings, {request["topic"] for request in requests})
     return requests
-
-
-def _source() -> str:
-    """What enrichment writes as a message's source: the service's Kafka client id."""
-    return current_app.config["PRODUCER_SETTINGS"].client_id
