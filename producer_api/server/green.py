@@ -19,12 +19,8 @@ from producer_api.observability import logs
 
 log = logging.getLogger(__name__)
 
-_patched = False
-
-
 def patch_for(worker_class: str) -> bool:
     """Patch this worker's standard library for gevent (once, before anything starts threads); False otherwise."""
-    global _patched
     if worker_class != "gevent":
         return False
     from gevent import monkey
@@ -41,7 +37,6 @@ def patch_for(worker_class: str) -> bool:
     from gevent import sleep
 
     turns.install(functools.partial(sleep, 0))
-    _patched = True
     return True
 
 
@@ -57,5 +52,4 @@ def yield_to_other_connections() -> None:
     there, so a client that sent its next request as soon as it had an answer kept its greenlet running, and the
     worker's other connections waited: post_request calls this after every request.
     """
-    if _patched:
-        turns.give_turn()
+    turns.give_turn()  # nothing until patch_for installed gevent's switch

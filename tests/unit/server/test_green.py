@@ -15,7 +15,6 @@ from tests.unit.kafka.tuning.test_batch_append import FakeProducer as AppendingP
 @pytest.fixture
 def not_patched(monkeypatch):
     """This process as a gthread worker's: never patched for gevent (restored after the test)."""
-    monkeypatch.setattr(green, "_patched", False)
     monkeypatch.setattr(core_turns, "_switch", None)
     monkeypatch.setattr(logs.BatchingStreamHandler, "writer_thread", logs.BatchingStreamHandler.writer_thread)
 
